@@ -1,0 +1,59 @@
+# handoff: `make run` sets up, builds and starts the proxy; `make test` runs every test.
+# Both install missing Debian packages first (as root, or through sudo).
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+CONFIG     ?= examples/handoff.conf
+CA_DIR     ?= state/ca
+JOBS       ?= $(shell nproc)
+
+# What building needs, then what the tests start (real clients and servers).
+BUILD_PACKAGES = build-essential cmake pkg-config libuv1-dev libssl-dev libcmocka-dev \
+                 node-llhttp libinih-dev libjansson-dev libcrypt-dev
+TEST_PACKAGES  = clang libclang-rt-14-dev curl openssl python3 kamailio kamailio-tls-modules \
+                 coturn nodejs chromium
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps test-deps build asan fuzz run test unit integration clean format
+
+all: build
+
+deps:
+	@./.ci/install-packages $(BUILD_PACKAGES)
+
+test-deps: deps
+	@./.ci/install-packages $(TEST_PACKAGES)
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j$(JOBS)
+
+asan:
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang -DHANDOFF_SANITIZE=ON
+	cmake --build $(ASAN_BUILD) -j$(JOBS)
+
+fuzz:
+	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DHANDOFF_FUZZ=ON
+	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target policy_fuzz detect_fuzz framing_fuzz
+
+run: deps build
+	@if [ ! -f $(CA_DIR)/ca.key ]; then $(BUILD)/proxy/handoff ca init $(CA_DIR); fi
+	@echo "handoff: CA certificate $(CA_DIR)/ca.crt (trust it as the README says)"
+	exec $(BUILD)/proxy/handoff -c $(CONFIG)
+
+# gcc build: every test; clang ASan+UBSan build: every test again; then the fuzzers.
+test: test-deps build asan fuzz
+	cd $(BUILD) && ctest --output-on-failure -j2
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j2
+	cd $(FUZZ_BUILD) && ctest --output-on-failure -L fuzz -j2
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

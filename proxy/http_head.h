@@ -1,0 +1,44 @@
+/* A parsed HTTP head held in one bounded buffer, and the rewriting a proxy does to it. */
+#ifndef HANDOFF_HTTP_HEAD_H
+#define HANDOFF_HTTP_HEAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "session.h"
+
+typedef enum { HEAD_URL, HEAD_FIELD, HEAD_VALUE } head_part;
+
+/** Empties the head; the buffer is kept. max is the bound on its size. */
+void head_reset(http_head *h);
+
+/** Appends a span llhttp reported. -1 when the head would exceed max bytes or headers. */
+int head_append(http_head *h, head_part part, const char *at, size_t len, size_t max);
+
+/** The value of the first header called name (case-insensitive), or NULL; *len set. */
+const char *head_get(const http_head *h, const char *name, size_t *len);
+
+/** Whether a comma-separated header name holds token (case-insensitive), e.g. Connection: close. */
+bool head_has_token(const http_head *h, const char *name, const char *token);
+
+/** Whether header i must not be forwarded: hop-by-hop, named in Connection, or Proxy-*. */
+bool head_is_hop_by_hop(const http_head *h, unsigned i);
+
+/** A growable output buffer with a hard bound. */
+typedef struct {
+    char *data;
+    size_t len, cap;
+    bool overflow;
+} out_buf;
+
+void out_init(out_buf *o, char *storage, size_t cap);
+void out_add(out_buf *o, const char *s, size_t len);
+void out_addf(out_buf *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/**
+ * Writes the end-to-end headers of h (hop-by-hop removed), then Via, to o. Headers listed in
+ * skip (NULL-terminated, case-insensitive) are left out too.
+ */
+void head_write_forwarded(const http_head *h, out_buf *o, const char *const *skip);
+
+#endif

@@ -1,0 +1,201 @@
+/* OpenSSL over libuv with memory BIOs. Ciphertext read from the socket goes into rbio;
+ * whatever OpenSSL puts in wbio is written to the socket right away. */
+#include "tls_leg.h"
+
+#include <openssl/err.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "leg.h"
+#include "session_internal.h"
+#include "tls_internal.h"
+#include "worker.h"
+
+#define TLS_CHUNK 16384
+
+static int flush_wbio(leg *l)
+{
+    tls_leg *t = l->tls;
+    char buf[TLS_CHUNK];
+    int pending;
+    while ((pending = (int)BIO_ctrl_pending(t->wbio)) > 0) {
+        int n = BIO_read(t->wbio, buf, pending < (int)sizeof buf ? pending : (int)sizeof buf);
+        if (n <= 0)
+            break;
+        int rc = leg_write_raw(l, buf, (size_t)n);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static void describe_error(tls_leg *t, const char *what)
+{
+    unsigned long e = ERR_peek_last_error();
+    char reason[160] = "";
+    if (e)
+        ERR_error_string_n(e, reason, sizeof reason);
+    else
+        snprintf(reason, sizeof reason, "connection closed during the handshake");
+    snprintf(t->error, sizeof t->error, "%s: %s", what, reason);
+    ERR_clear_error();
+}
+
+static void finish_handshake(leg *l, bool ok)
+{
+    tls_leg *t = l->tls;
+    tls_handshake_cb cb = t->on_handshake;
+    t->on_handshake = NULL;
+    if (cb)
+        cb(l, ok);
+}
+
+/* Runs the handshake or hands decrypted bytes on, as long as the consumer wants them. */
+static void pump(leg *l)
+{
+    tls_leg *t = l->tls;
+    session *s = l->s;
+    if (t->in_pump) {
+        t->pump_again = true;
+        return;
+    }
+    t->in_pump = true;
+    do {
+        t->pump_again = false;
+        if (!t->handshake_done) {
+            ERR_clear_error();
+            int rc = SSL_do_handshake(t->ssl);
+            flush_wbio(l);
+            if (rc == 1) {
+                t->handshake_done = true;
+                finish_handshake(l, true);
+            } else {
+                int err = SSL_get_error(t->ssl, rc);
+                if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) {
+                    describe_error(t, l->is_client ? "client handshake" : "origin handshake");
+                    t->failed = true;
+                    finish_handshake(l, false);
+                    break;
+                }
+                if (t->peer_eof) {
+                    describe_error(t, l->is_client ? "client handshake" : "origin handshake");
+                    t->failed = true;
+                    finish_handshake(l, false);
+                    break;
+                }
+                break;
+            }
+        }
+        char buf[TLS_CHUNK];
+        while (!s->closing && l->tls == t && t->handshake_done && l->want_read && !l->backpressure) {
+            ERR_clear_error();
+            int n = SSL_read(t->ssl, buf, sizeof buf);
+            if (n > 0) {
+                leg_received(l, buf, n);
+                continue;
+            }
+            int err = SSL_get_error(t->ssl, n);
+            flush_wbio(l); /* e.g. a KeyUpdate answer or session tickets */
+            if (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_WANT_READ && t->peer_eof)) {
+                if (!t->eof_delivered) {
+                    t->eof_delivered = true;
+                    l->eof = true;
+                    leg_received(l, NULL, UV_EOF);
+                }
+            } else if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) {
+                describe_error(t, l->is_client ? "client TLS" : "origin TLS");
+                snprintf(s->error, sizeof s->error, "%s", t->error);
+                if (!t->eof_delivered) {
+                    t->eof_delivered = true;
+                    leg_received(l, NULL, UV_EPROTO);
+                }
+            }
+            break;
+        }
+    } while (t->pump_again && !s->closing && l->tls == t);
+    t->in_pump = false;
+}
+
+void tls_leg_on_read(leg *l, const char *buf, ssize_t n)
+{
+    tls_leg *t = l->tls;
+    if (n > 0) {
+        l->s->last_activity_ms = uv_now(&l->s->w->loop);
+        BIO_write(t->rbio, buf, (int)n);
+    } else {
+        t->peer_eof = true;
+        l->eof = false; /* the consumer learns of EOF once the buffered records are read */
+    }
+    pump(l);
+}
+
+void tls_leg_resume(leg *l)
+{
+    if (l->tls && (BIO_ctrl_pending(l->tls->rbio) > 0 || SSL_pending(l->tls->ssl) > 0 ||
+                   l->tls->peer_eof))
+        pump(l);
+}
+
+int tls_leg_write(leg *l, const char *buf, size_t len)
+{
+    tls_leg *t = l->tls;
+    if (!t->handshake_done || t->failed)
+        return UV_ENOTCONN;
+    ERR_clear_error();
+    while (len > 0) {
+        int chunk = len > (1 << 20) ? (1 << 20) : (int)len;
+        int n = SSL_write(t->ssl, buf, chunk);
+        if (n <= 0)
+            return UV_EPROTO;
+        buf += n;
+        len -= (size_t)n;
+    }
+    return flush_wbio(l);
+}
+
+void tls_leg_close_notify(leg *l)
+{
+    tls_leg *t = l->tls;
+    if (t->handshake_done && !t->failed) {
+        ERR_clear_error();
+        SSL_shutdown(t->ssl);
+        flush_wbio(l);
+    }
+}
+
+void tls_leg_free(leg *l)
+{
+    tls_leg *t = l->tls;
+    if (!t)
+        return;
+    SSL_free(t->ssl); /* frees both BIOs */
+    free(t);
+    l->tls = NULL;
+}
+
+int tls_leg_attach(leg *l, SSL *ssl, tls_handshake_cb on_handshake)
+{
+    tls_leg *t = calloc(1, sizeof *t);
+    if (!t)
+        return UV_ENOMEM;
+    t->ssl = ssl;
+    t->rbio = BIO_new(BIO_s_mem());
+    t->wbio = BIO_new(BIO_s_mem());
+    if (!t->rbio || !t->wbio) {
+        BIO_free(t->rbio);
+        BIO_free(t->wbio);
+        free(t);
+        return UV_ENOMEM;
+    }
+    /* An empty memory BIO reports "retry" rather than EOF. */
+    BIO_set_mem_eof_return(t->rbio, -1);
+    SSL_set_bio(ssl, t->rbio, t->wbio);
+    t->on_handshake = on_handshake;
+    l->tls = t;
+    return 0;
+}
+
+void tls_leg_start(leg *l)
+{
+    pump(l);
+}
