@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "session_internal.h"
+#include "tls_internal.h"
 #include "tls_leg.h"
 #include "worker.h"
 
@@ -76,6 +77,9 @@ static void update_reading(leg *l)
     if (want && !l->reading) {
         if (uv_read_start((uv_stream_t *)&l->tcp, on_alloc, on_read) == 0)
             l->reading = true;
+        /* Records already read may hold plaintext the consumer did not take yet. */
+        if (l->tls)
+            tls_leg_resume(l);
     } else if (!want && l->reading) {
         uv_read_stop((uv_stream_t *)&l->tcp);
         l->reading = false;

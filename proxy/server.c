@@ -246,6 +246,7 @@ int cli_run(const char *conf)
     for (int i = 0; i < pr.count; i++) {
         pthread_join(pr.workers[i].thread, NULL);
         uv_loop_close(&pr.workers[i].loop);
+        free(pr.workers[i].snapshot_json);
     }
     uv_loop_close(main_loop);
     access_log_close(sh->log);

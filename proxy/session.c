@@ -75,17 +75,12 @@ void session_close(session *s)
         uv_cancel((uv_req_t *)&s->resolve);
 }
 
-typedef struct {
-    session *s;
-    void (*then)(session *s);
-} origin_close_ctx;
-
 static void on_origin_only_closed(uv_handle_t *h)
 {
-    origin_close_ctx *ctx = h->data;
-    session *s = ctx->s;
-    void (*then)(session *) = ctx->then;
-    free(ctx);
+    session *s = h->data;
+    void (*then)(session *) = s->origin_closed_then;
+    s->origin_closed_then = NULL;
+    s->origin_closing = false;
     tls_leg_free(&s->origin);
     leg_init(&s->origin, s, false);
     s->origin_key[0] = '\0';
@@ -96,20 +91,21 @@ static void on_origin_only_closed(uv_handle_t *h)
 
 void session_close_origin(session *s, void (*then)(session *s))
 {
+    if (s->origin_closing) {
+        /* The handle is still closing: whatever comes next waits for its callback. */
+        if (then)
+            s->origin_closed_then = then;
+        return;
+    }
     if (!s->origin.open) {
         if (then)
             then(s);
         return;
     }
-    origin_close_ctx *ctx = malloc(sizeof *ctx);
-    if (!ctx) {
-        session_close(s);
-        return;
-    }
-    ctx->s = s;
-    ctx->then = then;
+    s->origin_closing = true;
+    s->origin_closed_then = then;
     s->origin.open = false; /* session_close must not close it twice */
-    s->origin.tcp.data = ctx;
+    s->origin.tcp.data = s;
     uv_close((uv_handle_t *)&s->origin.tcp, on_origin_only_closed);
 }
 

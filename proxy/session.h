@@ -89,6 +89,8 @@ struct session {
     int pending; /* open handles and outstanding requests; freed when it reaches 0 */
     bool closing;
     bool resolving;
+    bool origin_closing; /* the origin handle is closing while the client stays */
+    void (*origin_closed_then)(session *s);
     bool close_after_write; /* a local answer: close once it is written */
     bool logged;
     int timer_purpose;

@@ -75,6 +75,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         int self = 0;
         for (struct addrinfo *a = res; a && !self; a = a->ai_next)
             self = check_self(s, a->ai_addr);
+        if (self)
+            s->rule.file = NULL; /* not a policy decision */
         if (self == 508)
             finish(s, 508, "the request loops back to this proxy");
         else if (self == 403)
@@ -129,8 +131,19 @@ void upstream_timeout(session *s)
     finish(s, 504, reason);
 }
 
+static void connect_after_close(session *s)
+{
+    upstream_connect(s, (upstream_cb)s->upstream_done);
+}
+
 void upstream_connect(session *s, upstream_cb done)
 {
+    if (s->origin_closing) {
+        /* A new origin handle can only be made once the old one has closed. */
+        s->upstream_done = (void *)done;
+        session_close_origin(s, connect_after_close);
+        return;
+    }
     char port[8];
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     s->upstream_done = (void *)done;

@@ -119,6 +119,12 @@ static void on_stop_check(uv_timer_t *t)
 {
     worker *w = t->data;
     uint64_t waited = uv_now(&w->loop) - w->stop_started_ms;
+    /* Idle keep-alive connections have nothing to finish. */
+    for (session *s = w->sessions, *next; s; s = next) {
+        next = s->next;
+        if (s->phase == PHASE_HEAD && s->head.wire == 0 && s->pending_len == 0)
+            session_close(s);
+    }
     if (w->session_count == 0 || waited >= STOP_GRACE_MS) {
         for (session *s = w->sessions, *next; s; s = next) {
             next = s->next;
