@@ -196,8 +196,18 @@ int cli_run(const char *conf)
         return 2;
     pthread_mutex_init(&sh->policy_lock, NULL);
     int rc = prepare(sh, conf, false);
-    if (rc)
+    if (rc) {
+        auth_free(sh->auth);
+        free(sh->pac);
+        free(sh->ca_pem);
+        certs_cache_free(sh->leaves);
+        certs_ca_free(sh->ca);
+        SSL_CTX_free(sh->client_ctx);
+        SSL_CTX_free(sh->server_ctx);
+        EVP_PKEY_free(sh->leaf_key);
+        free(sh);
         return rc;
+    }
     config *cfg = &sh->cfg;
     diag_set_level(cfg->log_level);
     signal(SIGPIPE, SIG_IGN);

@@ -204,6 +204,7 @@ session *session_new(worker *w)
     s->protocol = PROTO_UNKNOWN;
     s->tunnel_on_error = w->shared->cfg.tunnel_on_protocol_error;
     s->detect_enabled = w->shared->cfg.protocol_detection;
+    s->verify_server = w->shared->cfg.verify_upstream;
     return s;
 }
 

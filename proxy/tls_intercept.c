@@ -108,7 +108,9 @@ static X509 *leaf_for(session *s, X509 *upstream)
 static void serve_client(session *s)
 {
     shared_state *sh = s->w->shared;
-    X509 *upstream = s->upstream_error[0] || !s->origin.tls
+    /* Names are copied only from a certificate that was validated; otherwise the leaf is
+     * for the name the client asked for. */
+    X509 *upstream = s->upstream_error[0] || !s->origin.tls || !s->verify_server
                          ? NULL
                          : SSL_get1_peer_certificate(s->origin.tls->ssl);
     X509 *leaf = leaf_for(s, upstream);
