@@ -11,7 +11,7 @@
 #include "metrics.h"
 
 #define ADMIN_MAX_REQUEST 8192
-#define SNAPSHOT_WAIT_MS 2000
+#define SNAPSHOT_WAIT_MS  2000
 
 typedef struct {
     uv_tcp_t tcp;
@@ -108,9 +108,8 @@ static void on_snapshot_poll(uv_timer_t *t)
     json_t *all = json_array();
     for (int i = 0; i < sh->worker_count; i++) {
         pthread_mutex_lock(&sh->workers[i].snapshot_lock);
-        json_t *part = sh->workers[i].snapshot_json
-                           ? json_loads(sh->workers[i].snapshot_json, 0, NULL)
-                           : NULL;
+        json_t *part =
+            sh->workers[i].snapshot_json ? json_loads(sh->workers[i].snapshot_json, 0, NULL) : NULL;
         pthread_mutex_unlock(&sh->workers[i].snapshot_lock);
         if (part)
             json_array_extend(all, part);

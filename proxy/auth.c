@@ -9,10 +9,10 @@
 #include <strings.h>
 #include <time.h>
 
-#define AUTH_MAX_USERS 4096
-#define AUTH_CACHE 256
+#define AUTH_MAX_USERS   4096
+#define AUTH_CACHE       256
 #define AUTH_CACHE_TTL_S 300
-#define AUTH_MAX_VALUE 512
+#define AUTH_MAX_VALUE   512
 
 typedef struct {
     char *name;

@@ -34,8 +34,9 @@ static const char *forward_text(policy_ssl_forward f)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: handoff -c FILE explain [--client IP] [--connect HOST:PORT | --url URL "
-                    "[--method M]] [--sni NAME] [--protocol P] [--tunneled yes|no] [--user NAME]\n");
+    fprintf(stderr,
+            "usage: handoff -c FILE explain [--client IP] [--connect HOST:PORT | --url URL "
+            "[--method M]] [--sni NAME] [--protocol P] [--tunneled yes|no] [--user NAME]\n");
     return 1;
 }
 
@@ -70,7 +71,8 @@ int cli_explain(const char *conf, int argc, char **argv)
         return 1;
     }
     if (protocol && detect_protocol_from_name(protocol) == PROTO_UNKNOWN) {
-        fprintf(stderr, "handoff explain: unknown protocol '%s' (ms-turn ssl turn sip http https tcp)\n",
+        fprintf(stderr,
+                "handoff explain: unknown protocol '%s' (ms-turn ssl turn sip http https tcp)\n",
                 protocol);
         return 1;
     }
@@ -122,8 +124,8 @@ int cli_explain(const char *conf, int argc, char **argv)
         detect = d1.detect_protocol == DETECT_PROTO_ALL;
 
     bool intercepted = false;
-    if (allow && connect && detect && (sni || (protocol && (!strcmp(protocol, "ssl") ||
-                                                            !strcmp(protocol, "https"))))) {
+    if (allow && connect && detect &&
+        (sni || (protocol && (!strcmp(protocol, "ssl") || !strcmp(protocol, "https"))))) {
         policy_facts f2 = f;
         f2.host = sni ? sni : u.host;
         f2.protocol = "ssl";

@@ -20,8 +20,8 @@ static char *fetch(const config_addr *admin, const char *path)
     struct timeval tv = {.tv_sec = 5};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    socklen_t len = admin->addr.ss_family == AF_INET ? sizeof(struct sockaddr_in)
-                                                     : sizeof(struct sockaddr_in6);
+    socklen_t len =
+        admin->addr.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
     if (connect(fd, (const struct sockaddr *)&admin->addr, len) != 0) {
         close(fd);
         return NULL;

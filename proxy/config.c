@@ -11,7 +11,18 @@
 #include <string.h>
 #include <strings.h>
 
-typedef enum { K_BOOL, K_INT, K_STR, K_PATH, K_LISTEN, K_ADDR_OPT, K_WORKERS, K_FORMAT, K_LEVEL, K_DEFAULT } key_kind;
+typedef enum {
+    K_BOOL,
+    K_INT,
+    K_STR,
+    K_PATH,
+    K_LISTEN,
+    K_ADDR_OPT,
+    K_WORKERS,
+    K_FORMAT,
+    K_LEVEL,
+    K_DEFAULT
+} key_kind;
 
 typedef struct {
     const char *section;
@@ -154,8 +165,7 @@ static void report(load_ctx *ctx, int line, const char *fmt, const char *a, cons
 static int set_path(load_ctx *ctx, char *dst, size_t size, const char *value)
 {
     int n;
-    if (value[0] == '\0' || value[0] == '/' || strcmp(value, "-") == 0 ||
-        strcmp(value, "off") == 0)
+    if (value[0] == '\0' || value[0] == '/' || strcmp(value, "-") == 0 || strcmp(value, "off") == 0)
         n = snprintf(dst, size, "%s", strcmp(value, "off") == 0 ? "" : value);
     else
         n = snprintf(dst, size, "%s/%s", ctx->cfg->dir, value);
@@ -164,8 +174,7 @@ static int set_path(load_ctx *ctx, char *dst, size_t size, const char *value)
 
 static int parse_bool(const char *v, bool *out)
 {
-    if (!strcasecmp(v, "yes") || !strcasecmp(v, "true") || !strcasecmp(v, "on") ||
-        !strcmp(v, "1"))
+    if (!strcasecmp(v, "yes") || !strcasecmp(v, "true") || !strcasecmp(v, "on") || !strcmp(v, "1"))
         *out = true;
     else if (!strcasecmp(v, "no") || !strcasecmp(v, "false") || !strcasecmp(v, "off") ||
              !strcmp(v, "0"))

@@ -8,7 +8,7 @@
 #include <sys/socket.h>
 
 #define CONFIG_MAX_LISTEN 8
-#define CONFIG_MAX_PATH 4096
+#define CONFIG_MAX_PATH   4096
 
 typedef struct {
     struct sockaddr_storage addr;

@@ -109,7 +109,8 @@ static void client_on_data(leg *l, const char *buf, ssize_t n)
         }
         if (n == UV_EOF && s->phase == PHASE_HEAD) {
             llhttp_finish(&s->req_parser);
-            front_answer(s, 400, "Bad Request", "connection closed before the request head ended\n");
+            front_answer(s, 400, "Bad Request",
+                         "connection closed before the request head ended\n");
             return;
         }
         if (s->phase == PHASE_HTTP && n == UV_EOF && s->request_done) {
@@ -259,10 +260,9 @@ static void send_local(session *s, int status, const char *reason, const char *t
                        const char *extra, const char *body, size_t len, bool keep_alive)
 {
     char head[1024];
-    int n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
-                     status, reason, type, len, extra ? extra : "",
-                     keep_alive ? "" : "Connection: close\r\n");
+    int n = snprintf(
+        head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
+        status, reason, type, len, extra ? extra : "", keep_alive ? "" : "Connection: close\r\n");
     s->resp_bytes = len;
     leg_write(&s->client, head, (size_t)n);
     if (len)
@@ -374,7 +374,8 @@ static void check_policy(session *s)
         s->tunnel_on_error = d.tunnel_on_protocol_error == TRI_YES;
     if (d.verify_server != TRI_UNSET)
         s->verify_server = d.verify_server == TRI_YES;
-    bool allow = d.verdict == POLICY_UNSET ? sh->cfg.policy_default_allow : d.verdict == POLICY_ALLOW;
+    bool allow =
+        d.verdict == POLICY_UNSET ? sh->cfg.policy_default_allow : d.verdict == POLICY_ALLOW;
     if (!allow) {
         char rule[300];
         snprintf(rule, sizeof rule, "%s:%d", d.verdict_rule.file ? d.verdict_rule.file : "default",
@@ -423,9 +424,9 @@ static void dispatch_inner(session *s)
     const char *scheme = s->intercepted ? "https" : "http";
     bool default_port = s->target_port == (s->intercepted ? 443 : 80);
     char *full = NULL;
-    int n = default_port ? asprintf(&full, "%s://%s%s", scheme, s->policy_host, s->url)
-                         : asprintf(&full, "%s://%s:%u%s", scheme, s->policy_host, s->target_port,
-                                    s->url);
+    int n = default_port
+                ? asprintf(&full, "%s://%s%s", scheme, s->policy_host, s->url)
+                : asprintf(&full, "%s://%s:%u%s", scheme, s->policy_host, s->target_port, s->url);
     if (n < 0) {
         session_close(s);
         return;
@@ -488,7 +489,8 @@ static void dispatch(session *s)
         size_t len;
         const char *v = head_get(h, "Proxy-Authorization", &len);
         if (!v) {
-            front_answer(s, 407, "Proxy Authentication Required", "proxy authentication required\n");
+            front_answer(s, 407, "Proxy Authentication Required",
+                         "proxy authentication required\n");
             return;
         }
         if (!auth_check_cached(sh->auth, v, len, s->user, sizeof s->user)) {

@@ -61,13 +61,15 @@ static int resp_headers_complete(llhttp_t *p)
         return -1;
     out_buf o;
     out_init(&o, storage, cap);
-    out_addf(&o, "HTTP/1.1 %d %.*s\r\n", status, (int)h->url_len, h->buf ? h->buf + h->url_off : "");
+    out_addf(&o, "HTTP/1.1 %d %.*s\r\n", status, (int)h->url_len,
+             h->buf ? h->buf + h->url_off : "");
     head_write_forwarded(h, &o, NULL);
     int ret = 0;
     if (status == 101) {
         size_t ulen;
         const char *up = head_get(h, "Upgrade", &ulen);
-        out_addf(&o, "Connection: Upgrade\r\nUpgrade: %.*s\r\n", (int)(up ? ulen : 0), up ? up : "");
+        out_addf(&o, "Connection: Upgrade\r\nUpgrade: %.*s\r\n", (int)(up ? ulen : 0),
+                 up ? up : "");
     } else if (status >= 200) {
         s->status = status;
         s->response_started = true;
@@ -202,7 +204,8 @@ static void origin_on_data(leg *l, const char *buf, ssize_t n)
             return;
         }
         if (!s->response_started) {
-            front_answer(s, 502, "Bad Gateway", "origin closed the connection without a response (%s)\n",
+            front_answer(s, 502, "Bad Gateway",
+                         "origin closed the connection without a response (%s)\n",
                          uv_strerror((int)n));
             return;
         }
@@ -257,7 +260,7 @@ static void origin_on_data(leg *l, const char *buf, ssize_t n)
 static void on_origin_ready(session *s, int status, const char *reason)
 {
     if (status) {
-        const char *text = status == 504 ? "Gateway Timeout"
+        const char *text = status == 504   ? "Gateway Timeout"
                            : status == 508 ? "Loop Detected"
                            : status == 403 ? "Forbidden"
                                            : "Bad Gateway";
@@ -304,7 +307,8 @@ static void send_request_head(session *s)
     out_add(&o, "\r\n", 2);
     if (o.overflow) {
         free(storage);
-        front_answer(s, 431, "Request Header Fields Too Large", "request head too large to forward\n");
+        front_answer(s, 431, "Request Header Fields Too Large",
+                     "request head too large to forward\n");
         return;
     }
     leg_write(&s->origin, o.data, o.len);

@@ -124,15 +124,23 @@ static bool list_has_token(const char *v, size_t len, const char *token, size_t 
 bool head_has_token(const http_head *h, const char *name, const char *token)
 {
     for (unsigned i = 0; i < h->count; i++)
-        if (name_is(h, i, name) && list_has_token(h->buf + h->h[i].value_off, h->h[i].value_len,
-                                                  token, strlen(token)))
+        if (name_is(h, i, name) &&
+            list_has_token(h->buf + h->h[i].value_off, h->h[i].value_len, token, strlen(token)))
             return true;
     return false;
 }
 
 static const char *const hop_by_hop[] = {
-    "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authorization", "Proxy-Authenticate",
-    "TE",         "Trailer",    "Transfer-Encoding", "Upgrade",           NULL,
+    "Connection",
+    "Keep-Alive",
+    "Proxy-Connection",
+    "Proxy-Authorization",
+    "Proxy-Authenticate",
+    "TE",
+    "Trailer",
+    "Transfer-Encoding",
+    "Upgrade",
+    NULL,
 };
 
 bool head_is_hop_by_hop(const http_head *h, unsigned i)
@@ -143,8 +151,8 @@ bool head_is_hop_by_hop(const http_head *h, unsigned i)
     /* Headers named by Connection are hop-by-hop too (RFC 9110 7.6.1). */
     for (unsigned j = 0; j < h->count; j++)
         if (name_is(h, j, "Connection") &&
-            list_has_token(h->buf + h->h[j].value_off, h->h[j].value_len,
-                           h->buf + h->h[i].name_off, h->h[i].name_len))
+            list_has_token(h->buf + h->h[j].value_off, h->h[j].value_len, h->buf + h->h[i].name_off,
+                           h->h[i].name_len))
             return true;
     return false;
 }

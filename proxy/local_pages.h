@@ -14,7 +14,8 @@ typedef struct {
     char *owned; /* free() after sending */
 } local_page;
 
-/** Finds the page for path ("/proxy.pac", "/wpad.dat", "/handoff-ca.crl"; with_ca adds "/ca.crt"). */
+/** Finds the page for path ("/proxy.pac", "/wpad.dat", "/handoff-ca.crl"; with_ca adds "/ca.crt").
+ */
 bool local_page_find(shared_state *sh, const char *path, bool with_ca, local_page *out);
 
 #endif

@@ -15,16 +15,17 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage:\n"
-            "  handoff [-c FILE]            run (default FILE: ./handoff.conf, else "
-            "examples/handoff.conf)\n"
-            "  handoff -c FILE --check      check config and policy, print every error\n"
-            "  handoff ca init DIR [--rsa]  write DIR/ca.key and DIR/ca.crt\n"
-            "  handoff sessions [--admin HOST:PORT] [--json]\n"
-            "  handoff -c FILE explain [--client IP] [--connect HOST:PORT | --url URL [--method M]]\n"
-            "                          [--sni NAME] [--protocol P] [--tunneled yes|no] [--user NAME]\n"
-            "  handoff --version | --help\n");
+    fprintf(
+        out,
+        "usage:\n"
+        "  handoff [-c FILE]            run (default FILE: ./handoff.conf, else "
+        "examples/handoff.conf)\n"
+        "  handoff -c FILE --check      check config and policy, print every error\n"
+        "  handoff ca init DIR [--rsa]  write DIR/ca.key and DIR/ca.crt\n"
+        "  handoff sessions [--admin HOST:PORT] [--json]\n"
+        "  handoff -c FILE explain [--client IP] [--connect HOST:PORT | --url URL [--method M]]\n"
+        "                          [--sni NAME] [--protocol P] [--tunneled yes|no] [--user NAME]\n"
+        "  handoff --version | --help\n");
 }
 
 static const char *default_config(void)

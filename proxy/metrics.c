@@ -121,10 +121,11 @@ char *metrics_render(shared_state *sh, size_t *len)
     fprintf(f, "# HELP handoff_tls_handshake_failures_total TLS handshake failures by reason.\n"
                "# TYPE handoff_tls_handshake_failures_total counter\n");
     emit(f, "handoff_tls_handshake_failures_total", "reason", m.handshake_failures);
-    fprintf(f, "# HELP handoff_bytes_total Bytes relayed, by direction.\n"
-               "# TYPE handoff_bytes_total counter\n"
-               "handoff_bytes_total{direction=\"from_client\"} %llu\n"
-               "handoff_bytes_total{direction=\"from_server\"} %llu\n",
+    fprintf(f,
+            "# HELP handoff_bytes_total Bytes relayed, by direction.\n"
+            "# TYPE handoff_bytes_total counter\n"
+            "handoff_bytes_total{direction=\"from_client\"} %llu\n"
+            "handoff_bytes_total{direction=\"from_server\"} %llu\n",
             (unsigned long long)m.bytes_from_client, (unsigned long long)m.bytes_from_server);
     fprintf(f, "# HELP handoff_detection_seconds Time from 200 to a detection decision.\n"
                "# TYPE handoff_detection_seconds histogram\n");
@@ -136,24 +137,27 @@ char *metrics_render(shared_state *sh, size_t *len)
     fprintf(f, "handoff_detection_seconds_sum %g\nhandoff_detection_seconds_count %llu\n",
             m.detect_sum_ms / 1000.0, (unsigned long long)m.detect_count);
     pthread_mutex_unlock(&m.lock);
-    fprintf(f, "# HELP handoff_active_sessions Open client connections.\n"
-               "# TYPE handoff_active_sessions gauge\nhandoff_active_sessions %d\n",
+    fprintf(f,
+            "# HELP handoff_active_sessions Open client connections.\n"
+            "# TYPE handoff_active_sessions gauge\nhandoff_active_sessions %d\n",
             atomic_load(&sh->connections));
     uint64_t hits = 0, misses = 0;
     size_t size = 0;
     if (sh->leaves)
         certs_cache_stats(sh->leaves, &hits, &misses, &size);
-    fprintf(f, "# HELP handoff_leaf_cache_hits_total Minted leaves found in the cache.\n"
-               "# TYPE handoff_leaf_cache_hits_total counter\nhandoff_leaf_cache_hits_total %llu\n"
-               "# HELP handoff_leaf_cache_misses_total Leaves minted.\n"
-               "# TYPE handoff_leaf_cache_misses_total counter\n"
-               "handoff_leaf_cache_misses_total %llu\n"
-               "# HELP handoff_leaf_cache_entries Leaves in the cache.\n"
-               "# TYPE handoff_leaf_cache_entries gauge\nhandoff_leaf_cache_entries %zu\n",
+    fprintf(f,
+            "# HELP handoff_leaf_cache_hits_total Minted leaves found in the cache.\n"
+            "# TYPE handoff_leaf_cache_hits_total counter\nhandoff_leaf_cache_hits_total %llu\n"
+            "# HELP handoff_leaf_cache_misses_total Leaves minted.\n"
+            "# TYPE handoff_leaf_cache_misses_total counter\n"
+            "handoff_leaf_cache_misses_total %llu\n"
+            "# HELP handoff_leaf_cache_entries Leaves in the cache.\n"
+            "# TYPE handoff_leaf_cache_entries gauge\nhandoff_leaf_cache_entries %zu\n",
             (unsigned long long)hits, (unsigned long long)misses, size);
-    fprintf(f, "# HELP handoff_access_log_dropped_total Log lines dropped because the writer "
-               "fell behind.\n# TYPE handoff_access_log_dropped_total counter\n"
-               "handoff_access_log_dropped_total %llu\n",
+    fprintf(f,
+            "# HELP handoff_access_log_dropped_total Log lines dropped because the writer "
+            "fell behind.\n# TYPE handoff_access_log_dropped_total counter\n"
+            "handoff_access_log_dropped_total %llu\n",
             (unsigned long long)access_log_dropped(sh->log));
     fclose(f);
     return out;

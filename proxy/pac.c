@@ -76,12 +76,14 @@ char *pac_generate(const char *proxy, const char *direct, size_t *len, char *err
         if (!n)
             continue;
         char net[32], mask[32];
-        if (isdigit((unsigned char)tok[0]) && cidr_mask(tok, net, sizeof net, mask, sizeof mask) == 0) {
-            out_addf(&o, "    if (ipv4 && isInNet(host, \"%s\", \"%s\"))\n        return \"DIRECT\";\n",
+        if (isdigit((unsigned char)tok[0]) &&
+            cidr_mask(tok, net, sizeof net, mask, sizeof mask) == 0) {
+            out_addf(&o,
+                     "    if (ipv4 && isInNet(host, \"%s\", \"%s\"))\n        return \"DIRECT\";\n",
                      net, mask);
         } else if (!valid_name(tok) || strchr(tok, '/')) {
-            snprintf(err, errlen, "[pac] direct: '%s' is neither a host name, a pattern nor an IPv4 CIDR",
-                     tok);
+            snprintf(err, errlen,
+                     "[pac] direct: '%s' is neither a host name, a pattern nor an IPv4 CIDR", tok);
             free(storage);
             return NULL;
         } else if (strpbrk(tok, "*?")) {

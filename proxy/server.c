@@ -82,7 +82,8 @@ static int prepare(shared_state *sh, const char *conf, bool for_check)
             errors++;
     }
     char err[512];
-    if (errors == 0 && cfg->htpasswd[0] && !(sh->auth = auth_load(cfg->htpasswd, err, sizeof err))) {
+    if (errors == 0 && cfg->htpasswd[0] &&
+        !(sh->auth = auth_load(cfg->htpasswd, err, sizeof err))) {
         fprintf(stderr, "%s: [auth] htpasswd: %s\n", cfg->path, err);
         errors++;
     }
@@ -101,7 +102,8 @@ static int prepare(shared_state *sh, const char *conf, bool for_check)
     }
     if (errors == 0 && !for_check) {
         if (!cfg->ca_cert[0] || !cfg->ca_key[0]) {
-            fprintf(stderr, "handoff: [tls] ca_cert and ca_key are required: run `handoff ca init DIR`\n");
+            fprintf(stderr,
+                    "handoff: [tls] ca_cert and ca_key are required: run `handoff ca init DIR`\n");
             errors++;
         } else if (!(sh->ca = certs_ca_load(cfg->ca_cert, cfg->ca_key, err, sizeof err))) {
             fprintf(stderr, "handoff: %s\n", err);
@@ -225,7 +227,8 @@ int cli_run(const char *conf)
     sh->worker_count = pr.count;
     char err[512];
     for (int i = 0; i < pr.count; i++) {
-        if (worker_init(&pr.workers[i], sh, i) != 0 || worker_listen(&pr.workers[i], err, sizeof err) != 0) {
+        if (worker_init(&pr.workers[i], sh, i) != 0 ||
+            worker_listen(&pr.workers[i], err, sizeof err) != 0) {
             fprintf(stderr, "handoff: %s\n", err);
             return 2;
         }

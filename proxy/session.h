@@ -20,7 +20,7 @@ struct ssl_st;
 
 /* A write queue above this stops reading the other side; below the low mark reading resumes. */
 #define LEG_HIGH_WATER (256 * 1024)
-#define LEG_LOW_WATER (64 * 1024)
+#define LEG_LOW_WATER  (64 * 1024)
 
 /** Consumer of bytes arriving on a leg (plaintext when the leg carries TLS). n < 0: EOF/error. */
 typedef void (*leg_data_cb)(leg *l, const char *buf, ssize_t n);
@@ -33,11 +33,11 @@ struct leg {
     size_t queued;     /* bytes accepted by leg_write and not yet written */
     uint64_t bytes_in; /* bytes received (plaintext) */
     bool open;         /* tcp initialised: must be closed */
-    bool want_read; /* the phase wants bytes from this leg */
+    bool want_read;    /* the phase wants bytes from this leg */
     bool backpressure; /* the other leg's write queue is over the high-water mark */
-    bool reading;   /* uv_read_start is in effect */
-    bool eof;     /* peer sent FIN */
-    bool shut;    /* we sent FIN */
+    bool reading;      /* uv_read_start is in effect */
+    bool eof;          /* peer sent FIN */
+    bool shut;         /* we sent FIN */
     bool is_client;
 };
 
@@ -52,7 +52,14 @@ typedef enum {
     PHASE_CLOSING,
 } session_phase;
 
-typedef enum { HANDLER_NONE, HANDLER_TUNNEL, HANDLER_HTTP, HANDLER_SIP, HANDLER_MSTURN, HANDLER_TURN } session_handler;
+typedef enum {
+    HANDLER_NONE,
+    HANDLER_TUNNEL,
+    HANDLER_HTTP,
+    HANDLER_SIP,
+    HANDLER_MSTURN,
+    HANDLER_TURN
+} session_handler;
 
 /* The request head as parsed, with bounded storage. */
 #define HEAD_MAX_HEADERS 128
@@ -66,8 +73,8 @@ typedef struct {
     } h[HEAD_MAX_HEADERS];
     unsigned count;
     bool in_value;
-    bool overflow;     /* head larger than max_header_bytes */
-    bool too_many;     /* more than HEAD_MAX_HEADERS */
+    bool overflow; /* head larger than max_header_bytes */
+    bool too_many; /* more than HEAD_MAX_HEADERS */
 } http_head;
 
 struct session {
@@ -95,7 +102,7 @@ struct session {
     bool logged;
     int timer_purpose;
     void *upstream_done; /* upstream_cb while connecting */
-    int connect_error;    /* last connect failure while trying addresses */
+    int connect_error;   /* last connect failure while trying addresses */
 
     struct sockaddr_storage client_addr;
     char client_text[64];
@@ -117,14 +124,14 @@ struct session {
     http_head head;
     http_head resp_head;
     char method[24];
-    char *url;          /* request target as received, or host:port for CONNECT */
+    char *url;                /* request target as received, or host:port for CONNECT */
     const char *request_path; /* origin-form path inside url */
     bool head_dispatched;
     bool auth_ok;
     bool verify_server;
-    bool inner_http; /* HTTP inside a CONNECT tunnel: the origin is fixed */
-    bool origin_alpn_other; /* the origin chose an ALPN protocol other than http/1.1 */
-    int intercept_mode;     /* policy_ssl_forward when intercepted */
+    bool inner_http;          /* HTTP inside a CONNECT tunnel: the origin is fixed */
+    bool origin_alpn_other;   /* the origin chose an ALPN protocol other than http/1.1 */
+    int intercept_mode;       /* policy_ssl_forward when intercepted */
     char upstream_error[200]; /* why the origin's TLS was refused */
     char policy_host[256];    /* url.host of the request being decided */
     char resume_key[560];     /* TLS session cache key towards the origin */

@@ -7,11 +7,11 @@
 
 typedef enum {
     TIMER_NONE,
-    TIMER_HEADER,  /* request head must complete: 408 */
+    TIMER_HEADER,    /* request head must complete: 408 */
     TIMER_KEEPALIVE, /* idle between requests: silent close */
-    TIMER_CONNECT, /* origin connect: 504 */
-    TIMER_DETECT,  /* client silent after 200: server-first protocol */
-    TIMER_IDLE,    /* relay idle: close */
+    TIMER_CONNECT,   /* origin connect: 504 */
+    TIMER_DETECT,    /* client silent after 200: server-first protocol */
+    TIMER_IDLE,      /* relay idle: close */
 } timer_purpose;
 
 /** A new session registered with the worker, holding the current policy. */

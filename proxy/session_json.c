@@ -24,7 +24,8 @@ static json_t *session_to_json(const session *s, uint64_t now)
     json_t *o = json_object();
     const char *proto = detect_protocol_name(s->protocol);
     char target[300];
-    snprintf(target, sizeof target, s->target_port ? (strchr(s->target_host, ':') ? "[%s]:%u" : "%s:%u") : "%s",
+    snprintf(target, sizeof target,
+             s->target_port ? (strchr(s->target_host, ':') ? "[%s]:%u" : "%s:%u") : "%s",
              s->target_host, s->target_port);
     json_object_set_new(o, "id", json_integer((json_int_t)s->id));
     json_object_set_new(o, "client", json_string(s->client_text));

@@ -87,7 +87,8 @@ static void pump(leg *l)
             }
         }
         char buf[TLS_CHUNK];
-        while (!s->closing && l->tls == t && t->handshake_done && l->want_read && !l->backpressure) {
+        while (!s->closing && l->tls == t && t->handshake_done && l->want_read &&
+               !l->backpressure) {
             ERR_clear_error();
             int n = SSL_read(t->ssl, buf, sizeof buf);
             if (n > 0) {
@@ -131,8 +132,8 @@ void tls_leg_on_read(leg *l, const char *buf, ssize_t n)
 
 void tls_leg_resume(leg *l)
 {
-    if (l->tls && (BIO_ctrl_pending(l->tls->rbio) > 0 || SSL_pending(l->tls->ssl) > 0 ||
-                   l->tls->peer_eof))
+    if (l->tls &&
+        (BIO_ctrl_pending(l->tls->rbio) > 0 || SSL_pending(l->tls->ssl) > 0 || l->tls->peer_eof))
         pump(l);
 }
 

@@ -44,7 +44,8 @@ void tls_session_cache_init(shared_state *sh)
 {
     if (key_index < 0)
         key_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-    SSL_CTX_set_session_cache_mode(sh->client_ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_set_session_cache_mode(sh->client_ctx,
+                                   SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(sh->client_ctx, on_new_session);
 }
 

@@ -116,8 +116,8 @@ static void try_next(session *s)
         return;
     }
     char reason[320];
-    snprintf(reason, sizeof reason, "cannot connect to %s:%u: %s", s->target_host,
-             s->target_port, uv_strerror(s->connect_error ? s->connect_error : UV_ECONNREFUSED));
+    snprintf(reason, sizeof reason, "cannot connect to %s:%u: %s", s->target_host, s->target_port,
+             uv_strerror(s->connect_error ? s->connect_error : UV_ECONNREFUSED));
     finish(s, 502, reason);
 }
 

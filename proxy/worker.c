@@ -86,8 +86,8 @@ static int open_listener(worker *w, uv_tcp_t *tcp, const struct sockaddr_storage
     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     if (addr->ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    socklen_t alen = addr->ss_family == AF_INET ? sizeof(struct sockaddr_in)
-                                                : sizeof(struct sockaddr_in6);
+    socklen_t alen =
+        addr->ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
     if (bind(fd, (const struct sockaddr *)addr, alen) != 0 || listen(fd, 1024) != 0) {
         int e = -errno;
         close(fd);

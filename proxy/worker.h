@@ -24,14 +24,14 @@ typedef struct {
     config cfg;
     access_log *log;
     auth_db *auth;
-    certs_ca *ca;         /* NULL when no CA is configured */
-    char *ca_pem;         /* the CA certificate, served on the admin port */
+    certs_ca *ca; /* NULL when no CA is configured */
+    char *ca_pem; /* the CA certificate, served on the admin port */
     certs_cache *leaves;
     struct ssl_ctx_st *client_ctx; /* origin-facing */
     struct ssl_ctx_st *server_ctx; /* client-facing */
     struct evp_pkey_st *leaf_key;  /* one key for every minted leaf */
     char crl_url[CONFIG_MAX_PATH];
-    char *pac;      /* the PAC file served on /proxy.pac and /wpad.dat */
+    char *pac; /* the PAC file served on /proxy.pac and /wpad.dat */
     size_t pac_len;
     pthread_mutex_t policy_lock;
     policy *current_policy;
