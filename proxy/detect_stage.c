@@ -52,6 +52,31 @@ static session_handler handler_for(detect_protocol p)
     }
 }
 
+void detect_stage_hand_off(session *s, session_handler h)
+{
+    char *held = s->hold;
+    size_t len = s->hold_len;
+    s->hold = NULL;
+    s->hold_len = 0;
+    if (h == HANDLER_HTTP) {
+        http_forward_start_inner(s, held, len);
+    } else {
+        relay_start(s, h);
+        if (len && !s->closing)
+            leg_deliver(&s->client, held, (ssize_t)len);
+    }
+    free(held);
+}
+
+size_t detect_stage_hold(session *s, const char *buf, size_t n)
+{
+    size_t room = DETECT_MAX_BYTES - s->hold_len;
+    size_t take = n < room ? n : room;
+    memcpy(s->hold + s->hold_len, buf, take);
+    s->hold_len += take;
+    return take;
+}
+
 /* Starts the handler for s->protocol and replays the held bytes into it. */
 static void settle(session *s, const detect_result *r)
 {
@@ -70,18 +95,7 @@ static void settle(session *s, const detect_result *r)
     s->tunneled = h == HANDLER_TUNNEL;
     if (!detect_stage_checkpoint3(s))
         return;
-    char *held = s->hold;
-    size_t len = s->hold_len;
-    s->hold = NULL;
-    s->hold_len = 0;
-    if (h == HANDLER_HTTP)
-        http_forward_start_inner(s, held, len);
-    else {
-        relay_start(s, h);
-        if (len && !s->closing)
-            leg_deliver(&s->client, held, (ssize_t)len);
-    }
-    free(held);
+    detect_stage_hand_off(s, h);
 }
 
 static void classify(session *s, bool final)
@@ -113,10 +127,7 @@ static void hold_on_data(leg *l, const char *buf, ssize_t n)
             leg_deliver(l, buf, n);
         return;
     }
-    size_t room = DETECT_MAX_BYTES - s->hold_len;
-    size_t take = (size_t)n < room ? (size_t)n : room;
-    memcpy(s->hold + s->hold_len, buf, take);
-    s->hold_len += take;
+    size_t take = detect_stage_hold(s, buf, (size_t)n);
     classify(s, s->hold_len == DETECT_MAX_BYTES);
     /* Whatever did not fit follows the replayed bytes. */
     if (take < (size_t)n && !s->closing && s->phase != PHASE_DETECT)

@@ -65,6 +65,10 @@ void relay_drained(session *s);
 /* detect_stage.c */
 void detect_stage_start(session *s, const char *first, size_t len);
 void detect_stage_timeout(session *s);
+/** Appends what fits of buf to the held first bytes; returns how much was taken. */
+size_t detect_stage_hold(session *s, const char *buf, size_t n);
+/** Starts handler h and replays the held bytes into it (the hold is released). */
+void detect_stage_hand_off(session *s, session_handler h);
 /** Checkpoint 3; false when a DENY closed the connection. */
 bool detect_stage_checkpoint3(session *s);
 

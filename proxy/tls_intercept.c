@@ -270,13 +270,11 @@ bool tls_decide(session *s)
 
 /* ---- after both handshakes: detection on the decrypted bytes ---- */
 
+/* The held bytes stay in s->hold until a handler takes them; the session frees them
+ * otherwise. */
 static void inner_settle(session *s, detect_protocol proto)
 {
     session_stop_timer(s);
-    char *held = s->hold;
-    size_t len = s->hold_len;
-    s->hold = NULL;
-    s->hold_len = 0;
     if (s->intercept_mode == SSL_FP_HTTPS && proto != PROTO_HTTPS) {
         snprintf(s->error, sizeof s->error, "ssl.forward_proxy(https) expects HTTP inside TLS");
         if (!s->tunnel_on_error || s->upstream_error[0]) {
@@ -284,7 +282,6 @@ static void inner_settle(session *s, detect_protocol proto)
             s->action = "error";
             session_log_connection(s);
             session_close(s);
-            free(held);
             return;
         }
         proto = PROTO_TCP;
@@ -294,26 +291,16 @@ static void inner_settle(session *s, detect_protocol proto)
                         : proto == PROTO_SIP ? HANDLER_SIP
                                              : HANDLER_TUNNEL;
     s->tunneled = h == HANDLER_TUNNEL;
-    if (!detect_stage_checkpoint3(s)) {
-        free(held);
+    if (!detect_stage_checkpoint3(s))
         return;
-    }
     if (s->upstream_error[0] && h != HANDLER_HTTP) {
         snprintf(s->error, sizeof s->error, "%s", s->upstream_error);
         s->action = "error";
         session_log_connection(s);
         session_close(s);
-        free(held);
         return;
     }
-    if (h == HANDLER_HTTP) {
-        http_forward_start_inner(s, held, len);
-    } else {
-        relay_start(s, h);
-        if (len && !s->closing)
-            leg_deliver(&s->client, held, (ssize_t)len);
-    }
-    free(held);
+    detect_stage_hand_off(s, h);
 }
 
 static void inner_on_data(leg *l, const char *buf, ssize_t n)
@@ -325,10 +312,7 @@ static void inner_on_data(leg *l, const char *buf, ssize_t n)
             leg_deliver(l, buf, n);
         return;
     }
-    size_t room = DETECT_MAX_BYTES - s->hold_len;
-    size_t take = (size_t)n < room ? (size_t)n : room;
-    memcpy(s->hold + s->hold_len, buf, take);
-    s->hold_len += take;
+    size_t take = detect_stage_hold(s, buf, (size_t)n);
     detect_result r;
     detect_answer a = detect_classify_inner((const uint8_t *)s->hold, s->hold_len, &r);
     if (a == DETECT_MATCH || s->hold_len == DETECT_MAX_BYTES) {
