@@ -125,6 +125,7 @@ tree_rss_kib() {
 }
 
 median() {
+    (($#)) || { echo "" && return 0; }
     printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
         if (NR == 0) { print "" } else if (NR % 2) { print v[(NR + 1) / 2] }
         else { printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 } }'
@@ -150,7 +151,7 @@ launch() { # dir cmd... : start in the background, remember the PID
 write_handoff_conf() { # dir port detection(yes|no)
     local dir=$1 port=$2 detection=$3 tls=
     printf '<proxy>\n    ALLOW\n' >"$dir/policy.cpl"
-    if "$HANDOFF" ca init "$dir/ca" >"$dir/ca-init.log" 2>&1 && [[ -f $dir/ca/ca.crt ]]; then
+    if [[ -f $dir/ca/ca.crt ]] || "$HANDOFF" ca init "$dir/ca" >"$dir/ca-init.log" 2>&1; then
         tls=$'[tls]\nca_cert = ca/ca.crt\nca_key = ca/ca.key\n'
     else
         log "handoff ca init failed (see $dir/ca-init.log); running without [tls]"
@@ -218,7 +219,7 @@ start_mitmproxy() {
 }
 
 # ---- measurements ----
-declare -A BULK RATE MEM NOTE
+declare -A BULK RATE MEM NOTE ARGS PID_OF BULK_VALUES RATE_VALUES
 
 measure_memory() { # name proxy_args...
     local name=$1
@@ -255,71 +256,77 @@ measure_memory() { # name proxy_args...
     sleep 1 # let the proxy tear the held tunnels down before timing anything
 }
 
-measure_bulk() {
-    local name=$1 i line values=()
-    shift
-    for i in $(seq "$BULK_RUNS"); do
-        line=$(timeout 60 "$LOADGEN" bulk "$@" --bytes "$BULK_BYTES" --max-secs "$BULK_MAX_SECS" \
-            2>&1 | tail -1) || true
-        log "$name: bulk $i/$BULK_RUNS: $line"
-        if [[ $line == bulk* ]]; then
-            values+=("$(field mbps "$line")")
-        fi
-        if [[ $line == *cut_short* && ${NOTE[$name]:-} != *capped* ]]; then
-            NOTE[$name]+="bulk runs capped at ${BULK_MAX_SECS}s; "
-        fi
-    done
-    BULK[$name]=$(median "${values[@]}")
-    ((${#values[@]} == BULK_RUNS)) || NOTE[$name]+="$((BULK_RUNS - ${#values[@]})) bulk runs failed; "
+# One bulk run of one target; the figure is appended to BULK_VALUES[name].
+bulk_once() { # name round
+    local name=$1 round=$2 line args
+    read -ra args <<<"${ARGS[$name]}"
+    line=$(timeout 60 "$LOADGEN" bulk "${args[@]}" --bytes "$BULK_BYTES" \
+        --max-secs "$BULK_MAX_SECS" 2>&1 | tail -1) || true
+    log "$name: bulk $round/$BULK_RUNS: $line"
+    if [[ $line == bulk* ]]; then
+        BULK_VALUES[$name]+=" $(field mbps "$line")"
+    fi
+    if [[ $line == *cut_short* && ${NOTE[$name]:-} != *capped* ]]; then
+        NOTE[$name]+="bulk runs capped at ${BULK_MAX_SECS}s; "
+    fi
 }
 
-measure_rate() {
-    local name=$1 i line errors values=()
-    shift
-    for i in $(seq "$RATE_RUNS"); do
-        line=$(timeout $((RATE_SECS + 30)) "$LOADGEN" rate "$@" --concurrency "$RATE_CONCURRENCY" \
-            --secs "$RATE_SECS" --bytes "$RATE_BYTES" 2>&1 | tail -1) || true
-        log "$name: rate $i/$RATE_RUNS: $line"
-        if [[ $line == rate* ]]; then
-            values+=("$(field per_sec "$line")")
-            errors=$(field errors "$line")
-            ((errors == 0)) || NOTE[$name]+="$errors failed tunnels in rate run $i; "
+# One tunnel-rate run of one target; the figure is appended to RATE_VALUES[name].
+rate_once() { # name round
+    local name=$1 round=$2 line errors args
+    read -ra args <<<"${ARGS[$name]}"
+    line=$(timeout $((RATE_SECS + 30)) "$LOADGEN" rate "${args[@]}" \
+        --concurrency "$RATE_CONCURRENCY" --secs "$RATE_SECS" --bytes "$RATE_BYTES" 2>&1 |
+        tail -1) || true
+    log "$name: rate $round/$RATE_RUNS: $line"
+    if [[ $line == rate* ]]; then
+        RATE_VALUES[$name]+=" $(field per_sec "$line")"
+        errors=$(field errors "$line")
+        if ((errors > 0)); then
+            NOTE[$name]+="$errors failed tunnels in rate run $round; "
         fi
-    done
-    RATE[$name]=$(median "${values[@]}")
+    fi
 }
 
-bench_target() {
-    local name=$1 dir="$OUT/$1" args=()
+# Starts the target's proxy (left running for the timed runs) and measures its idle tunnels.
+prepare_target() {
+    local name=$1 dir="$OUT/$1"
     mkdir -p "$dir"
     if [[ $name == direct ]]; then
-        args=(--origin "127.0.0.1:$ORIGIN_PORT")
-    else
-        SKIP_REASON=
-        if ! "start_$name" "$dir"; then
-            NOTE[$name]="skipped: $SKIP_REASON"
-            log "$name: skipped: $SKIP_REASON"
-            return 0
-        fi
-        if ! wait_listening "$PROXY_PORT" 60 "$PROXY_PID"; then
-            NOTE[$name]="did not start, see $dir/stderr.log"
-            log "$name: did not start: $(tail -3 "$dir/stderr.log" "$dir/stdout.log" 2>/dev/null)"
-            stop_pid "$PROXY_PID"
-            return 0
-        fi
-        args=(--proxy "127.0.0.1:$PROXY_PORT" --origin "127.0.0.1:$ORIGIN_PORT")
-        log "$name: listening on 127.0.0.1:$PROXY_PORT (pid $PROXY_PID)"
-        # Warm-up: first-use allocations and lazy imports should not count as per-tunnel memory.
-        "$LOADGEN" rate "${args[@]}" --concurrency 4 --secs 1 >>"$dir/warmup.log" 2>&1 || true
-        sleep 0.5
-        measure_memory "$name" "${args[@]}"
+        ARGS[$name]="--origin 127.0.0.1:$ORIGIN_PORT"
+        return 0
     fi
-    measure_bulk "$name" "${args[@]}"
-    measure_rate "$name" "${args[@]}"
-    if [[ $name != direct ]]; then
-        kill -0 "$PROXY_PID" 2>/dev/null || NOTE[$name]+="proxy exited during the run; "
+    SKIP_REASON=
+    if ! "start_$name" "$dir"; then
+        NOTE[$name]="skipped: $SKIP_REASON"
+        log "$name: skipped: $SKIP_REASON"
+        return 0
+    fi
+    if ! wait_listening "$PROXY_PORT" 60 "$PROXY_PID"; then
+        NOTE[$name]="did not start, see $dir/stderr.log"
+        log "$name: did not start: $(tail -3 "$dir/stderr.log" "$dir/stdout.log" 2>/dev/null)"
         stop_pid "$PROXY_PID"
+        return 0
     fi
+    ARGS[$name]="--proxy 127.0.0.1:$PROXY_PORT --origin 127.0.0.1:$ORIGIN_PORT"
+    PID_OF[$name]=$PROXY_PID
+    log "$name: listening on 127.0.0.1:$PROXY_PORT (pid $PROXY_PID)"
+    # Warm-up: first-use allocations and lazy imports should not count as per-tunnel memory.
+    "$LOADGEN" rate --proxy "127.0.0.1:$PROXY_PORT" --origin "127.0.0.1:$ORIGIN_PORT" \
+        --concurrency 4 --secs 1 >>"$dir/warmup.log" 2>&1 || true
+    sleep 0.5
+    measure_memory "$name" --proxy "127.0.0.1:$PROXY_PORT" --origin "127.0.0.1:$ORIGIN_PORT"
+}
+
+# A target is still measurable while its proxy runs; a proxy that died is noted once.
+alive() {
+    local name=$1 pid=${PID_OF[$1]:-}
+    [[ -n ${ARGS[$name]:-} ]] || return 1
+    [[ -z $pid ]] && return 0
+    kill -0 "$pid" 2>/dev/null && return 0
+    NOTE[$name]+="proxy exited during the run (see $OUT/$name/stderr.log); "
+    unset "ARGS[$name]"
+    return 1
 }
 
 ratio() { # value reference
@@ -369,7 +376,29 @@ log "bench: out=$OUT origin=127.0.0.1:$ORIGIN_PORT targets: $TARGETS"
 log "bench: bulk ${BULK_RUNS}x $BULK_BYTES bytes (cap ${BULK_MAX_SECS}s), rate ${RATE_RUNS}x ${RATE_SECS}s at $RATE_CONCURRENCY clients, $HOLD_COUNT idle tunnels"
 started=$SECONDS
 for name in $TARGETS; do
-    bench_target "$name"
+    prepare_target "$name"
+done
+# Rounds go across targets, so a burst of other load on the machine hits every target alike.
+for round in $(seq "$BULK_RUNS"); do
+    for name in $TARGETS; do
+        if alive "$name"; then bulk_once "$name" "$round"; fi
+    done
+done
+for round in $(seq "$RATE_RUNS"); do
+    for name in $TARGETS; do
+        if alive "$name"; then rate_once "$name" "$round"; fi
+    done
+done
+for name in $TARGETS; do
+    alive "$name" || true
+    [[ -n ${PID_OF[$name]:-} ]] && stop_pid "${PID_OF[$name]}"
+    read -ra values <<<"${BULK_VALUES[$name]:-}"
+    BULK[$name]=$(median "${values[@]}")
+    if [[ -n ${PID_OF[$name]:-} || $name == direct ]] && ((${#values[@]} < BULK_RUNS)); then
+        NOTE[$name]+="$((BULK_RUNS - ${#values[@]})) bulk runs failed; "
+    fi
+    read -ra values <<<"${RATE_VALUES[$name]:-}"
+    RATE[$name]=$(median "${values[@]}")
 done
 
 {
