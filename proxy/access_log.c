@@ -123,7 +123,7 @@ static char *format_json(const access_record *r)
     json_object_set_new(o, "tunneled", json_boolean(r->tunneled));
     set_str(o, "action", r->action);
     json_object_set_new(o, "rule", r->rule ? json_string(r->rule) : json_null());
-    set_str(o, "sni", r->sni);
+    json_object_set_new(o, "sni", r->sni ? json_string(r->sni) : json_null());
     set_str(o, "user", r->user);
     json_object_set_new(o, "bytes_from_client", json_integer((json_int_t)r->bytes_from_client));
     json_object_set_new(o, "bytes_from_server", json_integer((json_int_t)r->bytes_from_server));
@@ -155,10 +155,17 @@ static char *format_squid(const access_record *r)
         code = "TCP_TUNNEL";
     else if (r->action && strcmp(r->action, "error") == 0)
         code = "TAG_NONE";
+    /* Squid's %>a is the address alone: drop the port (and IPv6 brackets). */
+    char client[64] = "-";
+    if (r->client) {
+        const char *c = r->client[0] == '[' ? r->client + 1 : r->client;
+        const char *end = r->client[0] == '[' ? strchr(c, ']') : strrchr(c, ':');
+        size_t len = end ? (size_t)(end - c) : strlen(c);
+        snprintf(client, sizeof client, "%.*s", (int)len, c);
+    }
     char *text = NULL;
     if (asprintf(&text, "%s %6llu %s %s/%03d %llu %s %s %s HIER_DIRECT/- -", when,
-                 (unsigned long long)r->duration_ms, r->client ? r->client : "-", code,
-                 r->status > 0 ? r->status : 0,
+                 (unsigned long long)r->duration_ms, client, code, r->status > 0 ? r->status : 0,
                  (unsigned long long)(r->bytes_from_server + r->bytes_from_client),
                  r->method ? r->method : "-", r->url ? r->url : (r->target ? r->target : "-"),
                  r->user && r->user[0] ? r->user : "-") < 0)

@@ -47,6 +47,13 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     return append(p, HEAD_VALUE, at, len);
 }
 
+static int on_header_value_complete(llhttp_t *p)
+{
+    session *s = p->data;
+    head_value_done(&s->head);
+    return 0;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     (void)p;
@@ -75,6 +82,7 @@ static const llhttp_settings_t request_settings = {
     .on_url = on_url,
     .on_header_field = on_header_field,
     .on_header_value = on_header_value,
+    .on_header_value_complete = on_header_value_complete,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
     .on_message_complete = on_message_complete,

@@ -50,6 +50,13 @@ static void write_client(session *s, const char *buf, size_t len)
         leg_set_backpressure(&s->origin, true);
 }
 
+static int resp_value_done(llhttp_t *p)
+{
+    session *s = p->data;
+    head_value_done(&s->resp_head);
+    return 0;
+}
+
 static int resp_headers_complete(llhttp_t *p)
 {
     session *s = p->data;
@@ -133,6 +140,7 @@ static const llhttp_settings_t response_settings = {
     .on_status = resp_status,
     .on_header_field = resp_field,
     .on_header_value = resp_value,
+    .on_header_value_complete = resp_value_done,
     .on_headers_complete = resp_headers_complete,
     .on_body = resp_body,
     .on_message_complete = resp_message_complete,

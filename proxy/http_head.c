@@ -41,6 +41,13 @@ static int reserve(http_head *h, size_t extra, size_t max)
     return 0;
 }
 
+void head_value_done(http_head *h)
+{
+    /* An empty value may never reach head_append: the next field starts a new header. */
+    if (h->count > 0)
+        h->in_value = true;
+}
+
 int head_append(http_head *h, head_part part, const char *at, size_t len, size_t max)
 {
     /* Each span costs its separators in the head as sent: count them against max too. */
@@ -82,8 +89,10 @@ int head_append(http_head *h, head_part part, const char *at, size_t len, size_t
         h->h[h->count - 1].value_len += (uint32_t)len;
         break;
     }
-    memcpy(h->buf + h->len, at, len);
-    h->len += len;
+    if (len) {
+        memcpy(h->buf + h->len, at, len);
+        h->len += len;
+    }
     return 0;
 }
 

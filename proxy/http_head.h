@@ -15,6 +15,9 @@ void head_reset(http_head *h);
 /** Appends a span llhttp reported. -1 when the head would exceed max bytes or headers. */
 int head_append(http_head *h, head_part part, const char *at, size_t len, size_t max);
 
+/** Marks the end of the current header's value (llhttp on_header_value_complete). */
+void head_value_done(http_head *h);
+
 /** The value of the first header called name (case-insensitive), or NULL; *len set. */
 const char *head_get(const http_head *h, const char *name, size_t *len);
 

@@ -153,9 +153,10 @@ static void on_wakeup(uv_async_t *a)
         w->snapshot_gen = wanted;
         pthread_mutex_unlock(&w->snapshot_lock);
     }
-    if (!atomic_load(&w->shared->stopping) || w->stop_started_ms)
+    if (!atomic_load(&w->shared->stopping) || w->stop_requested)
         return;
-    w->stop_started_ms = uv_now(&w->loop) + 1;
+    w->stop_requested = true;
+    w->stop_started_ms = uv_now(&w->loop);
     for (int i = 0; i < w->listener_count; i++)
         if (!uv_is_closing((uv_handle_t *)&w->listeners[i]))
             uv_close((uv_handle_t *)&w->listeners[i], NULL);

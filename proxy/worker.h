@@ -52,6 +52,7 @@ struct worker {
     uv_async_t wakeup; /* stop requests from the main thread */
     uv_timer_t stop_timer;
     uint64_t stop_started_ms;
+    bool stop_requested;
     void (*admin_close)(worker *w); /* the admin listener lives on worker 0 */
     void *admin;
     pthread_t thread;
