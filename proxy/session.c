@@ -31,6 +31,7 @@ static void session_free(session *s)
     free(s->url);
     free(s->hold);
     free(s->pass);
+    splice_relay_free(s);
     if (s->pol)
         policy_release(s->pol);
     free(s);
@@ -66,6 +67,7 @@ void session_close(session *s)
         return;
     s->closing = true;
     s->phase = PHASE_CLOSING;
+    splice_relay_close(s); /* before the tcp handles close the descriptors it watches */
     if (s->client.open)
         close_handle(s, (uv_handle_t *)&s->client.tcp);
     if (s->origin.open)

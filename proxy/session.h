@@ -16,6 +16,7 @@ typedef struct session session;
 typedef struct leg leg;
 typedef struct tls_leg tls_leg;
 struct passthrough;
+struct splice_state;
 struct ssl_st;
 
 /* A write queue above this stops reading the other side; below the low mark reading resumes. */
@@ -152,6 +153,7 @@ struct session {
 
     /* passthrough observers, allocated when a passthrough handler is chosen */
     struct passthrough *pass;
+    struct splice_state *splice; /* the blind tunnel's zero-copy path, when taken */
     framing_counters counters;
 
     /* logging */

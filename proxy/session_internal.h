@@ -62,6 +62,11 @@ void upstream_timeout(session *s);
 void relay_start(session *s, session_handler handler);
 void relay_drained(session *s);
 
+/* splice_relay.c: a plain tunnel switches to splice(2) when it can; false leaves relay.c on. */
+bool splice_relay_start(session *s);
+void splice_relay_close(session *s);
+void splice_relay_free(session *s);
+
 /* detect_stage.c */
 void detect_stage_start(session *s, const char *first, size_t len);
 void detect_stage_timeout(session *s);

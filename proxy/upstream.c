@@ -53,6 +53,8 @@ static int check_self(session *s, const struct sockaddr *addr)
     return 0;
 }
 
+static void resolved(session *s, int status, struct addrinfo *res);
+
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     session *s = req->data;
@@ -63,6 +65,12 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         session_unref(s);
         return;
     }
+    resolved(s, status, res);
+    session_unref(s);
+}
+
+static void resolved(session *s, int status, struct addrinfo *res)
+{
     if (status < 0) {
         char reason[320];
         snprintf(reason, sizeof reason, "name %s does not resolve (%s)", s->target_host,
@@ -84,7 +92,6 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         else
             try_next(s);
     }
-    session_unref(s);
 }
 
 static void on_connected(uv_connect_t *req, int status)
@@ -151,6 +158,13 @@ void upstream_connect(session *s, upstream_cb done)
     s->phase = PHASE_CONNECTING;
     snprintf(port, sizeof port, "%u", s->target_port);
     session_set_timer(s, (uint64_t)s->w->shared->cfg.connect_timeout_s * 1000, TIMER_CONNECT);
+    /* An address literal needs no resolver: skip the thread pool round trip. */
+    struct addrinfo numeric = hints, *res = NULL;
+    numeric.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+    if (getaddrinfo(s->target_host, port, &numeric, &res) == 0) {
+        resolved(s, 0, res);
+        return;
+    }
     s->resolve.data = s;
     int rc = uv_getaddrinfo(&s->w->loop, &s->resolve, on_resolved, s->target_host, port, &hints);
     if (rc < 0) {
