@@ -64,8 +64,6 @@ void detect_stage_hand_off(session *s, session_handler h)
         relay_start(s, h);
         if (len && !s->closing)
             leg_deliver(&s->client, held, (ssize_t)len);
-        if (h == HANDLER_TUNNEL && !s->closing && s->phase == PHASE_RELAY)
-            splice_relay_start(s);
     }
     free(held);
 }
@@ -156,8 +154,6 @@ void detect_stage_start(session *s, const char *first, size_t len)
         relay_start(s, HANDLER_TUNNEL);
         if (len && !s->closing)
             leg_deliver(&s->client, first, (ssize_t)len);
-        if (!s->closing && s->phase == PHASE_RELAY)
-            splice_relay_start(s);
         return;
     }
     s->phase = PHASE_DETECT;

@@ -8,6 +8,8 @@
 #include "session_internal.h"
 #include "worker.h"
 
+#define SPLICE_AFTER_BYTES (256 * 1024)
+
 struct passthrough {
     union {
         struct {
@@ -107,8 +109,17 @@ static void relay_on_data(leg *l, const char *buf, ssize_t n)
         session_fail(s, peer, rc);
         return;
     }
-    if (peer->queued > LEG_HIGH_WATER)
+    if (peer->queued > LEG_HIGH_WATER) {
         leg_set_backpressure(l, true);
+        return;
+    }
+    /* Bulk tunnels are worth the set-up of the zero-copy path; short exchanges are not. */
+    s->relayed_bytes += (uint64_t)n;
+    if (s->handler == HANDLER_TUNNEL && s->relayed_bytes >= SPLICE_AFTER_BYTES &&
+        !s->splice_tried && peer->queued == 0 && l->queued == 0) {
+        s->splice_tried = true;
+        splice_relay_start(s);
+    }
 }
 
 void relay_drained(session *s)

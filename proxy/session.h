@@ -154,6 +154,8 @@ struct session {
     /* passthrough observers, allocated when a passthrough handler is chosen */
     struct passthrough *pass;
     struct splice_state *splice; /* the blind tunnel's zero-copy path, when taken */
+    uint64_t relayed_bytes;
+    bool splice_tried;
     framing_counters counters;
 
     /* logging */
