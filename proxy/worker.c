@@ -75,8 +75,31 @@ static void on_connection(uv_stream_t *server, int status)
         refuse_overload(s);
 }
 
+/* SO_REUSEPORT would let a second instance share the port silently: bind once without it
+ * first, so a port already taken is reported as such. */
+static int probe_free(const struct sockaddr_storage *addr, socklen_t alen)
+{
+    int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (addr->ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    int rc = bind(fd, (const struct sockaddr *)addr, alen) == 0 ? 0 : -errno;
+    close(fd);
+    return rc;
+}
+
 static int open_listener(worker *w, uv_tcp_t *tcp, const struct sockaddr_storage *addr)
 {
+    socklen_t alen =
+        addr->ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+    if (w->index == 0) {
+        int rc = probe_free(addr, alen);
+        if (rc < 0)
+            return rc;
+    }
     int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return -errno;
@@ -86,8 +109,6 @@ static int open_listener(worker *w, uv_tcp_t *tcp, const struct sockaddr_storage
     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     if (addr->ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    socklen_t alen =
-        addr->ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
     if (bind(fd, (const struct sockaddr *)addr, alen) != 0 || listen(fd, 1024) != 0) {
         int e = -errno;
         close(fd);

@@ -229,6 +229,20 @@ class ListenerTest(SharedOrigin):
         entry = proxy.wait_log(lambda e: e.get("status") == 200)
         self.assertIn("::1", entry.get("client", ""), entry)
 
+    def test_a_port_already_in_use_is_refused_with_exit_code_2(self):
+        first = harness.Handoff(policy_text=ALLOW_ALL, proxy={"workers": "2"})
+        self.addCleanup(first.close)
+        second = harness.Handoff(policy_text=ALLOW_ALL, start=False,
+                                 proxy={"listen": f"{harness.HOST}:{first.port}"})
+        self.addCleanup(second.close)
+        proc = subprocess.run([second.binary, "-c", second.conf_path], capture_output=True,
+                              timeout=30, env=harness.clean_env())
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        self.assertIn(f"{harness.HOST}:{first.port}", proc.stderr.decode())
+        self.assertIn("in use", proc.stderr.decode())
+        # The first instance is untouched and keeps serving.
+        self.download_ok(first.url)
+
     def test_two_listen_addresses_both_serve(self):
         first = harness.free_port()
         second = harness.free_port("127.0.0.2")
