@@ -25,6 +25,7 @@ static struct {
     uint64_t bytes_from_client, bytes_from_server;
     uint64_t detect_buckets[8]; /* latency histogram, ms upper bounds below */
     uint64_t detect_sum_ms, detect_count;
+    uint64_t handshakes[2][2]; /* [client leg][resumed] */
 } m = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static const unsigned detect_bounds_ms[8] = {1, 5, 10, 50, 100, 500, 1000, 5000};
@@ -78,6 +79,14 @@ void metrics_detection(shared_state *sh, const char *protocol, uint64_t latency_
     pthread_mutex_unlock(&m.lock);
 }
 
+void metrics_tls_handshake(shared_state *sh, bool client_leg, bool resumed)
+{
+    (void)sh;
+    pthread_mutex_lock(&m.lock);
+    m.handshakes[client_leg][resumed]++;
+    pthread_mutex_unlock(&m.lock);
+}
+
 void metrics_denial(shared_state *sh, const char *rule)
 {
     (void)sh;
@@ -121,6 +130,14 @@ char *metrics_render(shared_state *sh, size_t *len)
     fprintf(f, "# HELP handoff_tls_handshake_failures_total TLS handshake failures by reason.\n"
                "# TYPE handoff_tls_handshake_failures_total counter\n");
     emit(f, "handoff_tls_handshake_failures_total", "reason", m.handshake_failures);
+    fprintf(f, "# HELP handoff_tls_handshakes_total Completed TLS handshakes of intercepted "
+               "connections, by leg and whether the session was resumed.\n"
+               "# TYPE handoff_tls_handshakes_total counter\n");
+    for (int side = 0; side < 2; side++)
+        for (int resumed = 0; resumed < 2; resumed++)
+            fprintf(f, "handoff_tls_handshakes_total{leg=\"%s\",resumed=\"%s\"} %llu\n",
+                    side ? "client" : "origin", resumed ? "yes" : "no",
+                    (unsigned long long)m.handshakes[side][resumed]);
     fprintf(f,
             "# HELP handoff_bytes_total Bytes relayed, by direction.\n"
             "# TYPE handoff_bytes_total counter\n"

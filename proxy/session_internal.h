@@ -92,6 +92,7 @@ void metrics_connection_end(shared_state *sh, const char *protocol, const char *
                             uint64_t from_client, uint64_t from_server);
 void metrics_detection(shared_state *sh, const char *protocol, uint64_t latency_ms);
 void metrics_denial(shared_state *sh, const char *rule);
+void metrics_tls_handshake(shared_state *sh, bool client_leg, bool resumed);
 
 /* http_forward.c */
 void http_forward_request(session *s);

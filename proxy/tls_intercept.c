@@ -84,6 +84,7 @@ static void client_handshake_done(leg *l, bool ok)
         session_close(s);
         return;
     }
+    metrics_tls_handshake(s->w->shared, true, SSL_session_reused(l->tls->ssl));
     start_inner(s);
 }
 
@@ -174,6 +175,7 @@ static void origin_handshake_done(leg *l, bool ok)
         snprintf(s->upstream_error, sizeof s->upstream_error, "%s", l->tls->error);
         metrics_handshake_failure(s->w->shared, "origin handshake");
     } else {
+        metrics_tls_handshake(s->w->shared, false, SSL_session_reused(l->tls->ssl));
         verify_origin(s);
     }
     /* The origin stays quiet until the inner handler is chosen. */

@@ -28,16 +28,19 @@ static unsigned slot_of(const char *key)
 static int on_new_session(SSL *ssl, SSL_SESSION *sess)
 {
     const char *key = SSL_get_ex_data(ssl, key_index);
-    if (!key)
+    /* Keep a copy: the original stays the connection's own session, and OpenSSL marks that
+     * one unresumable when the connection ends without close_notify, as origins often do. */
+    SSL_SESSION *copy = key ? SSL_SESSION_dup(sess) : NULL;
+    if (!copy)
         return 0;
     cached_session *c = &table[slot_of(key)];
     pthread_mutex_lock(&lock);
     if (c->sess)
         SSL_SESSION_free(c->sess);
     snprintf(c->key, sizeof c->key, "%s", key);
-    c->sess = sess;
+    c->sess = copy;
     pthread_mutex_unlock(&lock);
-    return 1; /* we keep the reference */
+    return 0;
 }
 
 void tls_session_cache_init(shared_state *sh)

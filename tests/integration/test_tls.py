@@ -859,3 +859,35 @@ class CaInitTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TlsResumptionTest(unittest.TestCase):
+    """Session tickets on the client leg; a per-origin session cache on the origin leg."""
+
+    def metric(self, proxy: harness.Handoff, leg: str, resumed: str) -> int:
+        text = proxy.admin_get("/metrics").decode()
+        pattern = rf'^handoff_tls_handshakes_total{{leg="{leg}",resumed="{resumed}"}} (\d+)$'
+        found = re.search(pattern, text, re.M)
+        self.assertIsNotNone(found, text)
+        return int(found.group(1))
+
+    def test_a_returning_client_and_the_origin_connection_both_resume(self):
+        server = start_tls_origin(self)
+        proxy = start_proxy(self, INTERCEPT_WITH_HANDOFF)
+        context = trusting(proxy.ca_cert)
+        session = None
+        reused = []
+        for _ in range(2):
+            sock = open_tunnel(proxy, HOST, server.port)
+            with context.wrap_socket(sock, server_hostname="localhost", session=session) as tls:
+                status, _, body = http_get_over(tls, "localhost", "/headers")
+                self.assertEqual(status, 200)
+                reused.append(tls.session_reused)
+                session = tls.session
+        self.assertEqual(reused, [False, True], "the client's session was not resumed")
+        self.assertEqual(self.metric(proxy, "client", "yes"), 1)
+        # The second origin handshake used the session the first one was given.
+        wait_until = harness.wait_until
+        wait_until(lambda: self.metric(proxy, "origin", "yes") == 1, 5,
+                   what="origin leg resumption")
+        self.assertEqual(self.metric(proxy, "origin", "no"), 1)
