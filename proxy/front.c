@@ -219,7 +219,7 @@ void front_begin(session *s, bool keep_alive)
 
 /* ---- local answers ---- */
 
-static void log_request(session *s, int status, const char *action)
+void front_log_request(session *s, int status, const char *action)
 {
     char rule[300] = "";
     if (s->rule.file)
@@ -248,11 +248,6 @@ static void log_request(session *s, int status, const char *action)
     access_log_write(s->w->shared->log, &r);
     metrics_connection_end(s->w->shared, r.protocol ? r.protocol : "connect", action,
                            r.bytes_from_client, r.bytes_from_server);
-}
-
-void front_log_request(session *s, int status, const char *action)
-{
-    log_request(s, status, action);
 }
 
 void front_close_after_answer(session *s);
@@ -307,7 +302,7 @@ void front_answer(session *s, int status, const char *reason, const char *fmt, .
     }
     if (s->phase == PHASE_HTTP && s->response_started) {
         /* Too late for a status: the client sees the connection end. */
-        log_request(s, s->status, "error");
+        front_log_request(s, s->status, "error");
         session_close(s);
         return;
     }
@@ -315,7 +310,7 @@ void front_answer(session *s, int status, const char *reason, const char *fmt, .
     if (status == 407)
         snprintf(extra, sizeof extra, "Proxy-Authenticate: Basic realm=\"%s\"\r\n",
                  s->w->shared->cfg.realm);
-    log_request(s, status, (status == 403 || status == 407) ? "denied" : "error");
+    front_log_request(s, status, (status == 403 || status == 407) ? "denied" : "error");
     send_local(s, status, reason, "text/plain; charset=utf-8", extra, body, strlen(body), false);
 }
 
@@ -326,7 +321,7 @@ static bool serve_local(session *s, const char *path)
     local_page page;
     if (!local_page_find(s->w->shared, path, false, &page))
         return false;
-    log_request(s, 200, "allowed");
+    front_log_request(s, 200, "allowed");
     bool head_only = strcasecmp(s->method, "HEAD") == 0;
     send_local(s, 200, "OK", page.type, NULL, page.body, head_only ? 0 : page.len,
                !head_only && llhttp_should_keep_alive(&s->req_parser));

@@ -136,7 +136,6 @@ void session_on_drain(session *s, leg *l)
 
 void session_fail(session *s, leg *l, int status)
 {
-    (void)l;
     if (!s->error[0])
         snprintf(s->error, sizeof s->error, "%s: %s", l->is_client ? "client" : "origin",
                  uv_strerror(status));
@@ -169,9 +168,13 @@ static void on_timer(uv_timer_t *t)
         uint64_t idle_ms = (uint64_t)cfg->idle_timeout_s * 1000;
         if (now - s->last_activity_ms >= idle_ms) {
             snprintf(s->error, sizeof s->error, "idle for %d s", cfg->idle_timeout_s);
-            if (s->phase == PHASE_HTTP)
+            if (s->phase == PHASE_HTTP && !s->response_started)
+                front_answer(s, 504, "Gateway Timeout", "no answer from the origin within %d s\n",
+                             cfg->idle_timeout_s);
+            else if (s->phase == PHASE_HTTP) {
+                front_log_request(s, s->status, "error"); /* mid-answer: too late for a status */
                 session_close(s);
-            else
+            } else
                 session_fail(s, &s->client, 0);
         } else {
             session_set_timer(s, idle_ms - (now - s->last_activity_ms), TIMER_IDLE);

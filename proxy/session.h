@@ -99,7 +99,6 @@ struct session {
     bool resolving;
     bool origin_closing; /* the origin handle is closing while the client stays */
     void (*origin_closed_then)(session *s);
-    bool close_after_write; /* a local answer: close once it is written */
     bool logged;
     int timer_purpose;
     void *upstream_done; /* upstream_cb while connecting */
@@ -162,7 +161,7 @@ struct session {
     policy_where rule;
     const char *action; /* allowed denied error */
     char error[320];
-    uint64_t log_bytes_client_mark, log_bytes_origin_mark;
+    uint64_t log_bytes_client_mark;
 };
 
 /** Starts serving an accepted client (the tcp handle is initialised by the caller). */
