@@ -287,6 +287,20 @@ class UpstreamFailureTest(ErrorChecks):
         self.assert_error_logged(self.proxy, 504, "target", target, r"(?i)timed out|timeout")
 
 
+class SilentOriginTest(ErrorChecks):
+    def test_origin_that_accepts_but_never_answers_is_504(self):
+        # idle_timeout_s bounds the wait for an answer once the request is sent.
+        proxy = harness.Handoff(policy_text="<proxy>\n  ALLOW\n", proxy={"idle_timeout_s": "1"})
+        self.addCleanup(proxy.close)
+        server = origin.start_origin()
+        self.addCleanup(server.stop)
+        url = f"{server.url}/slow?ms=4000"
+        proc = self.curl_status(proxy, url)
+        self.assert_status(proc, 504)
+        self.assertIn("no answer", proc.stdout.decode())
+        self.assert_error_logged(proxy, 504, "url", url, r"(?i)no answer|idle")
+
+
 class SelfTargetTest(ErrorChecks):
     @classmethod
     def setUpClass(cls):
