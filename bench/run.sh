@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
-# Benchmark handoff against a direct connection, Squid, tinyproxy and mitmproxy.
+# Benchmark handoff against a direct connection, Squid, tinyproxy and mitmproxy, in two parts:
+#   tunnel  CONNECT tunnels (bulk, tunnel rate, idle memory) and the cost of protocol detection
+#   tls     TLS interception against Squid's ssl-bump and mitmproxy (new connections, keep-alive,
+#           leaf minting)
 # Everything runs on 127.0.0.1 with ports picked at run time; see bench/README.md.
 #
-#   bench/run.sh                      full run (about 5-6 minutes)
+#   bench/run.sh                      both parts (about 11 minutes)
+#   PART=tunnel bench/run.sh          only the first part (about 6 minutes)
+#   PART=tls bench/run.sh             only the TLS part (about 5 minutes)
 #   TARGETS="direct squid" bench/run.sh
 #   QUICK=1 bench/run.sh              fewer, shorter runs (a smoke test of the harness)
 #
 # Environment: HANDOFF (binary, default build/proxy/handoff), OUT (work folder, default a new
-# /tmp/handoff-bench.*), TARGETS, BULK_BYTES, BULK_RUNS, BULK_MAX_SECS, RATE_RUNS, RATE_SECS,
-# RATE_CONCURRENCY, HOLD_COUNT, NO_INSTALL=1 (never call apt-get).
+# /tmp/handoff-bench.*), PART (tunnel, tls or all), NO_INSTALL=1 (never call apt-get).
+# Tunnel part: TARGETS, BULK_BYTES, BULK_RUNS, BULK_MAX_SECS, RATE_RUNS, RATE_SECS,
+# RATE_CONCURRENCY, HOLD_COUNT, RAW_RUNS, RAW_SECS.
+# TLS part: TLS_TARGETS, TLS_RUNS, TLS_SECS, TLS_CONCURRENCY, TLS_BYTES, MINT_RUNS, MINT_NAMES,
+# MINT_MAX_SECS, MITM_DEFAULT_CA=1 (let mitmproxy make its own RSA CA).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,10 +26,17 @@ OUT=${OUT:-$(mktemp -d /tmp/handoff-bench.XXXXXX)}
 mkdir -p "$OUT"
 chmod 755 "$OUT"
 
+PART=${PART:-all}
+case $PART in
+tunnel | tls | all) ;;
+*) echo "PART must be tunnel, tls or all" >&2 && exit 2 ;;
+esac
 TARGETS=${TARGETS:-direct handoff handoff-blind squid tinyproxy mitmproxy}
+TLS_TARGETS=${TLS_TARGETS:-handoff squid-bump mitmproxy-bump}
 if [[ -n ${QUICK:-} ]]; then
     : "${BULK_BYTES:=268435456}" "${BULK_RUNS:=1}" "${RATE_RUNS:=1}" "${RATE_SECS:=2}"
-    : "${HOLD_COUNT:=500}"
+    : "${HOLD_COUNT:=500}" "${RAW_RUNS:=1}" "${RAW_SECS:=2}"
+    : "${TLS_RUNS:=1}" "${TLS_SECS:=2}" "${MINT_RUNS:=1}" "${MINT_NAMES:=200}"
 fi
 BULK_BYTES=${BULK_BYTES:-1073741824}
 BULK_RUNS=${BULK_RUNS:-5}
@@ -32,6 +47,15 @@ RATE_CONCURRENCY=${RATE_CONCURRENCY:-64}
 RATE_BYTES=${RATE_BYTES:-100}
 HOLD_COUNT=${HOLD_COUNT:-5000}
 HOLD_SETTLE_SECS=3 # longer than handoff's detect_timeout_ms (2 s) so idle tunnels are settled
+RAW_RUNS=${RAW_RUNS:-5}
+RAW_SECS=${RAW_SECS:-5}
+TLS_RUNS=${TLS_RUNS:-3}
+TLS_SECS=${TLS_SECS:-5}
+TLS_CONCURRENCY=${TLS_CONCURRENCY:-64}
+TLS_BYTES=${TLS_BYTES:-100}
+MINT_RUNS=${MINT_RUNS:-3}
+MINT_NAMES=${MINT_NAMES:-2000}
+MINT_MAX_SECS=${MINT_MAX_SECS:-90}
 
 RAW="$OUT/raw.log"
 : >"$RAW"
@@ -65,6 +89,10 @@ install_missing() {
     command -v squid >/dev/null || need+=(squid-openssl)
     command -v tinyproxy >/dev/null || need+=(tinyproxy)
     command -v mitmdump >/dev/null || need+=(mitmproxy)
+    if [[ $PART != tunnel ]]; then
+        command -v nginx >/dev/null || need+=(nginx-light)
+        command -v openssl >/dev/null || need+=(openssl)
+    fi
     ((${#need[@]})) || return 0
     if [[ -n ${NO_INSTALL:-} || $(id -u) -ne 0 ]]; then
         log "missing: ${need[*]} (not installing); those rows will say so"
@@ -72,7 +100,7 @@ install_missing() {
     fi
     # A package's postinst may start its system service; stop only a service that install started.
     local was_active=()
-    for pkg in squid tinyproxy; do
+    for pkg in squid tinyproxy nginx; do
         if command -v systemctl >/dev/null && systemctl is-active --quiet "$pkg" 2>/dev/null; then
             was_active+=("$pkg")
         fi
@@ -81,7 +109,7 @@ install_missing() {
     apt-get update -qq >>"$OUT/apt.log" 2>&1 || true
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >>"$OUT/apt.log" 2>&1 ||
         log "apt-get install failed, see $OUT/apt.log"
-    for pkg in squid tinyproxy; do
+    for pkg in squid tinyproxy nginx; do
         if [[ " ${was_active[*]} " == *" $pkg "* ]]; then
             continue
         fi
@@ -133,6 +161,24 @@ median() {
 
 field() { # key line -> value of key=value
     sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2"
+}
+
+# A process and its descendants as loadgen's --cpu-pids list.
+pid_list() {
+    { echo "$1" && descendants "$1"; } | paste -sd, -
+}
+
+# Runs loadgen once; every line it printed goes to raw.log under `label`, and its result line
+# (the one starting with the mode) is left in LOADGEN_LINE.
+LOADGEN_LINE=
+loadgen_run() { # label timeout_secs loadgen-args...
+    local label=$1 limit=$2 output line
+    shift 2
+    output=$(timeout "$limit" "$LOADGEN" "$@" 2>&1) || true
+    LOADGEN_LINE=$(grep -E "^$1 done=" <<<"$output" | tail -1 || true)
+    while IFS= read -r line; do
+        [[ -n $line ]] && log "$label: $line"
+    done <<<"${output:-no output (timed out?)}"
 }
 
 # ---- proxies: each start_* sets PROXY_PID and PROXY_PORT or returns non-zero with SKIP_REASON ----
@@ -346,6 +392,526 @@ print_table() {
     done
 }
 
+# ---- tunnel part, detection cost: detection on versus off with a request no matcher knows ----
+declare -A RAW_VALUES RAW_CPU
+
+# One run of `rate --raw` (classified `tcp`, so both configurations tunnel it blindly).
+raw_once() { # name round
+    local name=$1 round=$2 args errors
+    read -ra args <<<"${ARGS[$name]}"
+    loadgen_run "$name: raw $round/$RAW_RUNS" $((RAW_SECS + 30)) rate --raw "${args[@]}" \
+        --concurrency "$RATE_CONCURRENCY" --secs "$RAW_SECS" --bytes "$RATE_BYTES" \
+        --cpu-pids "$(pid_list "${PID_OF[$name]}")"
+    [[ -n $LOADGEN_LINE ]] || return 0
+    RAW_VALUES[$name]+=" $(field per_sec "$LOADGEN_LINE")"
+    RAW_CPU[$name]+=" $(field cpu_us_per_op "$LOADGEN_LINE")"
+    errors=$(field errors "$LOADGEN_LINE")
+    if ((errors > 0)); then
+        NOTE[$name]+="$errors failed raw tunnels in run $round; "
+    fi
+}
+
+# Alternates handoff and handoff-blind, swapping which goes first every round.
+measure_detection_cost() {
+    local round pair
+    for round in $(seq "$RAW_RUNS"); do
+        pair="handoff handoff-blind"
+        ((round % 2)) || pair="handoff-blind handoff"
+        for name in $pair; do
+            if alive "$name"; then raw_once "$name" "$round"; fi
+        done
+    done
+}
+
+drop_pct() { # value reference -> how far value is below reference, in % of the reference
+    [[ -n $1 && -n $2 ]] || { echo "–" && return; }
+    awk -v v="$1" -v r="$2" 'BEGIN { if (r > 0) printf "%.1f %%", (r - v) * 100 / r; else print "–" }'
+}
+
+rise_pct() { # value reference -> how far value is above reference, in % of the reference
+    [[ -n $1 && -n $2 ]] || { echo "–" && return; }
+    awk -v v="$1" -v r="$2" 'BEGIN { if (r > 0) printf "%.1f %%", (v - r) * 100 / r; else print "–" }'
+}
+
+print_detection_table() {
+    local on=handoff off=handoff-blind values on_rate off_rate on_cpu off_cpu
+    read -ra values <<<"${RAW_VALUES[$on]:-}"
+    on_rate=$(median "${values[@]}")
+    read -ra values <<<"${RAW_VALUES[$off]:-}"
+    off_rate=$(median "${values[@]}")
+    read -ra values <<<"${RAW_CPU[$on]:-}"
+    on_cpu=$(median "${values[@]}")
+    read -ra values <<<"${RAW_CPU[$off]:-}"
+    off_cpu=$(median "${values[@]}")
+    echo "Detection cost: new tunnels/s carrying a request no matcher recognises (\`rate --raw\`," \
+        "classified \`tcp\` and tunnelled blindly either way), $RATE_CONCURRENCY clients," \
+        "${RAW_SECS} s runs, handoff and handoff-blind alternating; target: under 5 %."
+    echo
+    echo "| target | tunnels/s (median of $RAW_RUNS) | proxy CPU µs per tunnel (median of $RAW_RUNS) |"
+    echo "|---|---:|---:|"
+    echo "| handoff (detection on) | ${on_rate:-–} | ${on_cpu:-–} |"
+    echo "| handoff-blind (detection off) | ${off_rate:-–} | ${off_cpu:-–} |"
+    echo "| detection cost: tunnels/s lost, CPU per tunnel added (negative: on measured better) |" \
+        "$(drop_pct "$on_rate" "$off_rate") | $(rise_pct "$on_cpu" "$off_cpu") |"
+    echo
+    echo "Run-to-run spread (lowest–highest): handoff $(spread "${RAW_VALUES[$on]:-}") tunnels/s," \
+        "$(spread "${RAW_CPU[$on]:-}") µs; handoff-blind $(spread "${RAW_VALUES[$off]:-}") tunnels/s," \
+        "$(spread "${RAW_CPU[$off]:-}") µs."
+}
+
+spread() { # "v1 v2 ..." -> "lowest–highest"
+    local values
+    read -ra values <<<"${1:-}"
+    ((${#values[@]})) || { echo "–" && return; }
+    printf '%s\n' "${values[@]}" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo "–" hi }'
+}
+
+tunnel_part() {
+    local started=$SECONDS name round values
+    "$OUT/sink" >"$OUT/sink.log" 2>&1 &
+    SINK_PID=$!
+    STARTED_PIDS+=("$SINK_PID")
+    for _ in $(seq 50); do
+        grep -q '^port' "$OUT/sink.log" && break
+        sleep 0.1
+    done
+    ORIGIN_PORT=$(awk '/^port/ { print $2 }' "$OUT/sink.log")
+    [[ -n $ORIGIN_PORT ]] || { log "origin did not start" && exit 1; }
+
+    log "bench: out=$OUT origin=127.0.0.1:$ORIGIN_PORT targets: $TARGETS"
+    log "bench: bulk ${BULK_RUNS}x $BULK_BYTES bytes (cap ${BULK_MAX_SECS}s), rate ${RATE_RUNS}x ${RATE_SECS}s at $RATE_CONCURRENCY clients, $HOLD_COUNT idle tunnels, raw ${RAW_RUNS}x ${RAW_SECS}s"
+    for name in $TARGETS; do
+        prepare_target "$name"
+    done
+    # Rounds go across targets, so a burst of other load on the machine hits every target alike.
+    for round in $(seq "$BULK_RUNS"); do
+        for name in $TARGETS; do
+            if alive "$name"; then bulk_once "$name" "$round"; fi
+        done
+    done
+    for round in $(seq "$RATE_RUNS"); do
+        for name in $TARGETS; do
+            if alive "$name"; then rate_once "$name" "$round"; fi
+        done
+    done
+    local detection=
+    if [[ " $TARGETS " == *" handoff "* && " $TARGETS " == *" handoff-blind "* ]]; then
+        detection=yes
+        measure_detection_cost
+    fi
+    for name in $TARGETS; do
+        alive "$name" || true
+        [[ -n ${PID_OF[$name]:-} ]] && stop_pid "${PID_OF[$name]}"
+        read -ra values <<<"${BULK_VALUES[$name]:-}"
+        BULK[$name]=$(median "${values[@]}")
+        if [[ -n ${PID_OF[$name]:-} || $name == direct ]] && ((${#values[@]} < BULK_RUNS)); then
+            NOTE[$name]+="$((BULK_RUNS - ${#values[@]})) bulk runs failed; "
+        fi
+        read -ra values <<<"${RATE_VALUES[$name]:-}"
+        RATE[$name]=$(median "${values[@]}")
+    done
+    stop_pid "$SINK_PID"
+
+    {
+        echo "## handoff benchmark: CONNECT tunnels ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(uname -r))"
+        echo
+        print_table
+        echo
+        if [[ -n $detection ]]; then
+            print_detection_table
+            echo
+        fi
+        echo "Versions: $( (squid -v 2>/dev/null || true) | head -1); $( (tinyproxy -v 2>/dev/null || true) | head -1);" \
+            "mitmproxy $( (mitmdump --version 2>/dev/null || true) | sed -n 's/^Mitmproxy: *//p')." \
+            "Raw figures: $RAW. Took $((SECONDS - started)) s."
+        echo
+    } | tee -a "$OUT/results.md"
+}
+
+# ---- TLS part: interception by handoff, Squid's ssl-bump and mitmproxy ----
+TLS_DIR="$OUT/tls"
+declare -A TLS_ARGS TLS_PID ADMIN_OF TLS_NOTE TR_VALUES TR_CPU TK_VALUES TK_CPU MINT_VALUES MINT_CPU
+PLAIN_VALUES=
+PLAIN_CPU=
+
+# The bench's own CA, the origin's certificates it signs, and the CA Squid and mitmproxy mint
+# with; all ECDSA P-256 like handoff's `ca init`, so every proxy presents the same kind of leaf.
+make_tls_material() {
+    local d=$TLS_DIR
+    mkdir -p "$d/names" "$d/www" "$d/tmp"
+    ec_ca() { # key cert subject
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1" \
+            -out "$2" -days 30 -subj "$3" -addext "basicConstraints=critical,CA:TRUE" \
+            -addext "keyUsage=critical,keyCertSign,cRLSign" >>"$d/openssl.log" 2>&1
+    }
+    ec_ca "$d/benchca.key" "$d/benchca.crt" "/CN=handoff bench origin CA"
+    ec_ca "$d/intercept-ca.key" "$d/intercept-ca.crt" "/CN=handoff bench interception CA"
+    cat "$d/intercept-ca.crt" "$d/intercept-ca.key" >"$d/intercept-ca.pem"
+    chmod 600 "$d/intercept-ca.pem"
+    # Squid reads the CA again as its own user when it (re)starts its listeners.
+    chgrp proxy "$d/intercept-ca.pem" 2>/dev/null && chmod 640 "$d/intercept-ca.pem"
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/origin.key" \
+        >>"$d/openssl.log" 2>&1
+    chmod 644 "$d/origin.key" # nginx's worker, running as nobody, loads the per-name keys too
+    # One openssl run per certificate, one per core at a time: about 12 s for 2,000 names.
+    local sign=(openssl req -new -x509 -key "$d/origin.key" -CA "$d/benchca.crt"
+        -CAkey "$d/benchca.key" -days 30 -addext "basicConstraints=critical,CA:FALSE"
+        -addext "extendedKeyUsage=serverAuth")
+    "${sign[@]}" -subj /CN=bench.test -addext "subjectAltName=DNS:bench.test,DNS:*.bench.test,IP:127.0.0.1" \
+        -out "$d/origin.crt" 2>>"$d/openssl.log"
+    seq 0 $((MINT_NAMES - 1)) | xargs -P "$(nproc)" -I{} "${sign[@]}" -subj /CN=n{}.bench.test \
+        -addext subjectAltName=DNS:n{}.bench.test -out "$d/names/n{}.bench.test.crt" 2>>"$d/openssl.log"
+    head -c "$TLS_BYTES" /dev/zero | tr '\0' x >"$d/www/$TLS_BYTES"
+    local made
+    made=$(find "$d/names" -name '*.crt' | wc -l)
+    ((made == MINT_NAMES)) || { log "tls: only $made of $MINT_NAMES origin certificates made" && return 1; }
+}
+
+start_origin() {
+    local d=$TLS_DIR i
+    TLS_PORT=$(free_port)
+    PLAIN_PORT=$(free_port)
+    MINT_PORT=$(free_port)
+    for ((i = 0; i < MINT_NAMES; i++)); do
+        printf 'server {\n    listen 127.0.0.1:%s ssl;\n    server_name n%d.bench.test;\n' "$MINT_PORT" "$i"
+        printf '    ssl_certificate %s/names/n%d.bench.test.crt;\n' "$d" "$i"
+        printf '    ssl_certificate_key %s/origin.key;\n}\n' "$d"
+    done >"$d/mint-servers.conf"
+    sed "s|@DIR@|$d|g; s|@TLS_PORT@|$TLS_PORT|g; s|@PLAIN_PORT@|$PLAIN_PORT|g; s|@MINT_PORT@|$MINT_PORT|g" \
+        "$BENCH/configs/nginx-origin.conf" >"$d/nginx.conf"
+    chmod 777 "$d/tmp"
+    nginx -p "$d" -c "$d/nginx.conf" -e "$d/error.log" >"$d/nginx.out" 2>&1 &
+    ORIGIN_PID=$!
+    STARTED_PIDS+=("$ORIGIN_PID")
+    wait_listening "$TLS_PORT" 60 "$ORIGIN_PID" && wait_listening "$PLAIN_PORT" 10 "$ORIGIN_PID" &&
+        wait_listening "$MINT_PORT" 10 "$ORIGIN_PID"
+}
+
+write_handoff_tls_conf() { # dir port admin_port
+    local dir=$1
+    printf '<ssl-intercept>\n    ssl.forward_proxy(https)\n\n<proxy>\n    ALLOW\n' >"$dir/policy.cpl"
+    cat >"$dir/handoff.conf" <<CONF
+[proxy]
+listen = 127.0.0.1:$2
+workers = auto
+
+[tls]
+ca_cert = ca/ca.crt
+ca_key = ca/ca.key
+upstream_ca_file = $TLS_DIR/benchca.crt
+verify_upstream = yes
+
+[policy]
+file = policy.cpl
+default = allow
+
+[admin]
+listen = 127.0.0.1:$3
+
+[log]
+access_log = off
+level = error
+CONF
+}
+
+start_tls_handoff() {
+    local dir=$1
+    [[ -x $HANDOFF ]] || { SKIP_REASON="no binary at $HANDOFF" && return 1; }
+    if ! "$HANDOFF" ca init "$dir/ca" >"$dir/ca-init.log" 2>&1; then
+        SKIP_REASON="handoff ca init failed, see $dir/ca-init.log"
+        return 1
+    fi
+    PROXY_PORT=$(free_port)
+    ADMIN_OF[handoff]=$(free_port)
+    write_handoff_tls_conf "$dir" "$PROXY_PORT" "${ADMIN_OF[handoff]}"
+    if ! "$HANDOFF" -c "$dir/handoff.conf" --check >"$dir/check.log" 2>&1; then
+        SKIP_REASON="config rejected: $(head -1 "$dir/check.log")"
+        return 1
+    fi
+    launch "$dir" "$HANDOFF" -c "$dir/handoff.conf"
+}
+
+start_tls_squid-bump() {
+    local dir=$1
+    command -v squid >/dev/null || { SKIP_REASON="squid not installed" && return 1; }
+    squid -v 2>/dev/null | grep -q -- '--with-openssl' ||
+        { SKIP_REASON="this squid has no TLS support (install squid-openssl)" && return 1; }
+    chmod 777 "$dir"
+    /usr/lib/squid/security_file_certgen -c -s "$dir/ssl_db" -M 16MB >"$dir/ssl_db.log" 2>&1 ||
+        { SKIP_REASON="security_file_certgen -c failed, see $dir/ssl_db.log" && return 1; }
+    chown -R proxy:proxy "$dir/ssl_db" 2>/dev/null || true
+    PROXY_PORT=$(free_port)
+    sed "s|@PORT@|$PROXY_PORT|g; s|@DIR@|$dir|g; s|@CA_PEM@|$TLS_DIR/intercept-ca.pem|g; s|@ORIGIN_CA@|$TLS_DIR/benchca.crt|g" \
+        "$BENCH/configs/squid-sslbump.conf" >"$dir/squid.conf"
+    launch "$dir" squid -N -f "$dir/squid.conf"
+}
+
+start_tls_mitmproxy-bump() {
+    local dir=$1
+    command -v mitmdump >/dev/null || { SKIP_REASON="mitmproxy not installed" && return 1; }
+    mkdir -p "$dir/confdir"
+    if [[ -z ${MITM_DEFAULT_CA:-} ]]; then
+        cat "$TLS_DIR/intercept-ca.key" "$TLS_DIR/intercept-ca.crt" >"$dir/confdir/mitmproxy-ca.pem"
+        chmod 600 "$dir/confdir/mitmproxy-ca.pem"
+    fi
+    PROXY_PORT=$(free_port)
+    launch "$dir" "$BENCH/configs/mitmproxy-intercept.sh" "$PROXY_PORT" "$dir/confdir" \
+        "$TLS_DIR/benchca.crt"
+}
+
+# Starts one TLS target in dir and warms it up (its leaf for bench.test is then cached).
+# Sets TLS_ARGS[name] and TLS_PID[name]; on failure notes why and returns non-zero.
+start_tls_target() { # name dir
+    local name=$1 dir=$2
+    mkdir -p "$dir"
+    TLS_PID[$name]=
+    if [[ $name == direct ]]; then
+        TLS_ARGS[$name]=" "
+        return 0
+    fi
+    SKIP_REASON=
+    if ! "start_tls_$name" "$dir"; then
+        TLS_NOTE[$name]="skipped: $SKIP_REASON; "
+        log "tls $name: skipped: $SKIP_REASON"
+        return 1
+    fi
+    if ! wait_listening "$PROXY_PORT" 60 "$PROXY_PID"; then
+        TLS_NOTE[$name]+="did not start, see $dir/stderr.log; "
+        log "tls $name: did not start: $(tail -3 "$dir/stderr.log" "$dir/stdout.log" 2>/dev/null)"
+        stop_pid "$PROXY_PID"
+        return 1
+    fi
+    TLS_PID[$name]=$PROXY_PID
+    TLS_ARGS[$name]="--proxy 127.0.0.1:$PROXY_PORT"
+    log "tls $name: listening on 127.0.0.1:$PROXY_PORT (pid $PROXY_PID)"
+    local args
+    read -ra args <<<"${TLS_ARGS[$name]}"
+    "$LOADGEN" tls-rate "${args[@]}" --origin "127.0.0.1:$TLS_PORT" --concurrency 4 --secs 1 \
+        >>"$dir/warmup.log" 2>&1 || true
+}
+
+tls_alive() {
+    local name=$1 pid=${TLS_PID[$1]:-}
+    [[ -n ${TLS_ARGS[$name]:-} ]] || return 1
+    [[ -z $pid ]] && return 0
+    kill -0 "$pid" 2>/dev/null && return 0
+    TLS_NOTE[$name]+="proxy exited during the run; "
+    unset "TLS_ARGS[$name]"
+    return 1
+}
+
+stop_tls_target() {
+    local name=$1
+    [[ -n ${TLS_PID[$name]:-} ]] && stop_pid "${TLS_PID[$name]}"
+    TLS_PID[$name]=
+    unset "TLS_ARGS[$name]"
+}
+
+# One timed loadgen run against a TLS target; echoes "per_sec cpu_us" or nothing.
+tls_measure() { # name label limit loadgen-mode loadgen-args...
+    local name=$1 label=$2 limit=$3 mode=$4 args cpu=()
+    shift 4
+    read -ra args <<<"${TLS_ARGS[$name]}"
+    [[ -n ${TLS_PID[$name]:-} ]] && cpu=(--cpu-pids "$(pid_list "${TLS_PID[$name]}")")
+    loadgen_run "tls $name: $label" "$limit" "$mode" "${args[@]}" "$@" "${cpu[@]}"
+    [[ -n $LOADGEN_LINE ]] || { TLS_NOTE[$name]+="$label produced no result; " && return 0; }
+    local errors
+    errors=$(field errors "$LOADGEN_LINE")
+    if ((errors > 0)); then
+        TLS_NOTE[$name]+="$errors errors in $label; "
+    fi
+}
+
+tls_rate_once() { # name round
+    tls_measure "$1" "tls-rate $2/$TLS_RUNS" $((TLS_SECS + 60)) tls-rate \
+        --origin "127.0.0.1:$TLS_PORT" --sni bench.test --concurrency "$TLS_CONCURRENCY" \
+        --secs "$TLS_SECS" --bytes "$TLS_BYTES"
+    [[ -n $LOADGEN_LINE ]] || return 0
+    TR_VALUES[$1]+=" $(field per_sec "$LOADGEN_LINE")"
+    TR_CPU[$1]+=" $(field cpu_us_per_op "$LOADGEN_LINE")"
+}
+
+tls_keepalive_once() { # name round
+    tls_measure "$1" "tls-keepalive $2/$TLS_RUNS" $((TLS_SECS + 60)) tls-keepalive \
+        --origin "127.0.0.1:$TLS_PORT" --sni bench.test --concurrency "$TLS_CONCURRENCY" \
+        --secs "$TLS_SECS" --bytes "$TLS_BYTES"
+    [[ -n $LOADGEN_LINE ]] || return 0
+    TK_VALUES[$1]+=" $(field per_sec "$LOADGEN_LINE")"
+    TK_CPU[$1]+=" $(field cpu_us_per_op "$LOADGEN_LINE")"
+}
+
+plain_keepalive_once() { # round (handoff only)
+    tls_measure handoff "plain keepalive $1/$TLS_RUNS" $((TLS_SECS + 60)) keepalive \
+        --origin "127.0.0.1:$PLAIN_PORT" --concurrency "$TLS_CONCURRENCY" --secs "$TLS_SECS" \
+        --bytes "$TLS_BYTES"
+    [[ -n $LOADGEN_LINE ]] || return 0
+    PLAIN_VALUES+=" $(field per_sec "$LOADGEN_LINE")"
+    PLAIN_CPU+=" $(field cpu_us_per_op "$LOADGEN_LINE")"
+}
+
+# What the proxy says it minted, for raw.log: a check that the names really missed its cache.
+log_mint_evidence() { # name dir
+    local name=$1 dir=$2 misses
+    case $name in
+    handoff)
+        misses=$(curl -s --max-time 5 "http://127.0.0.1:${ADMIN_OF[handoff]}/metrics" |
+            awk '/^handoff_leaf_cache_misses_total/ { print $2 }' || true)
+        log "tls $name: leaves minted since start (leaf cache misses): ${misses:-?}" ;;
+    squid-bump)
+        log "tls $name: certificates in the helper's database: $(grep -c . "$dir/ssl_db/index.txt" 2>/dev/null || echo ?)" ;;
+    esac
+}
+
+# A fresh proxy (empty leaf caches) per run; each of MINT_NAMES names is used once.
+mint_once() { # name round
+    local name=$1 round=$2 dir="$TLS_DIR/$1-mint$2" finished
+    start_tls_target "$name" "$dir" || return 0
+    tls_measure "$name" "mint $round/$MINT_RUNS" $((MINT_MAX_SECS + 30)) tls-rate \
+        --origin "127.0.0.1:$MINT_PORT" --sni 'n%d.bench.test' --names "$MINT_NAMES" --once \
+        --concurrency "$TLS_CONCURRENCY" --secs "$MINT_MAX_SECS" --bytes "$TLS_BYTES"
+    if [[ -n $LOADGEN_LINE ]]; then
+        MINT_VALUES[$name]+=" $(field per_sec "$LOADGEN_LINE")"
+        MINT_CPU[$name]+=" $(field cpu_us_per_op "$LOADGEN_LINE")"
+        finished=$(($(field "done" "$LOADGEN_LINE") + $(field errors "$LOADGEN_LINE")))
+        if ((finished < MINT_NAMES)); then
+            TLS_NOTE[$name]+="mint run $round cut at ${MINT_MAX_SECS} s after $finished names; "
+        fi
+    fi
+    log_mint_evidence "$name" "$dir"
+    stop_tls_target "$name"
+}
+
+med() { # "v1 v2 ..." -> median
+    local values
+    read -ra values <<<"${1:-}"
+    median "${values[@]}"
+}
+
+per_ms() { # µs -> ms with 2 decimals
+    [[ -n $1 ]] || { echo "–" && return; }
+    awk -v v="$1" 'BEGIN { printf "%.2f", v / 1000 }'
+}
+
+cmp_to_handoff() { # value -> handoff's value ÷ this one, "1" for handoff itself
+    local mine=$1 theirs=$2
+    [[ -n $mine && -n $theirs ]] || { echo "–" && return; }
+    awk -v h="$mine" -v t="$theirs" 'BEGIN { if (t > 0) printf "%.2f", h / t; else print "–" }'
+}
+
+print_tls_table() {
+    local name label h_tr h_tk h_mint tr tk mint note
+    h_tr=$(med "${TR_VALUES[handoff]:-}")
+    h_tk=$(med "${TK_VALUES[handoff]:-}")
+    h_mint=$(med "${MINT_VALUES[handoff]:-}")
+    echo "| target | new connections/s (median of $TLS_RUNS) | handoff ÷ this | proxy CPU ms per connection |" \
+        "keep-alive requests/s (median of $TLS_RUNS) | handoff ÷ this | proxy CPU µs per request |" \
+        "leaf minting: connections/s, $MINT_NAMES new names (median of $MINT_RUNS) | handoff ÷ this |" \
+        "proxy CPU ms per minted connection | notes |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    for name in $TLS_TARGETS; do
+        case $name in
+        squid-bump) label="squid (ssl-bump)" ;;
+        mitmproxy-bump) label="mitmproxy" ;;
+        *) label=$name ;;
+        esac
+        tr=$(med "${TR_VALUES[$name]:-}")
+        tk=$(med "${TK_VALUES[$name]:-}")
+        mint=$(med "${MINT_VALUES[$name]:-}")
+        note=${TLS_NOTE[$name]:-}
+        echo "| $label | ${tr:-–} | $(cmp_to_handoff "$h_tr" "$tr") | $(per_ms "$(med "${TR_CPU[$name]:-}")") |" \
+            "${tk:-–} | $(cmp_to_handoff "$h_tk" "$tk") | $(med "${TK_CPU[$name]:-}") |" \
+            "${mint:-–} | $(cmp_to_handoff "$h_mint" "$mint") | $(per_ms "$(med "${MINT_CPU[$name]:-}")") | ${note%; } |"
+    done
+}
+
+print_keepalive_table() {
+    local plain tls plain_cpu tls_cpu
+    plain=$(med "$PLAIN_VALUES")
+    tls=$(med "${TK_VALUES[handoff]:-}")
+    plain_cpu=$(med "$PLAIN_CPU")
+    tls_cpu=$(med "${TK_CPU[handoff]:-}")
+    echo "| handoff, keep-alive, $TLS_CONCURRENCY clients | requests/s (median of $TLS_RUNS) | proxy CPU µs per request |"
+    echo "|---|---:|---:|"
+    echo "| plain HTTP forwarding (absolute-form \`GET http://origin/N\`) | ${plain:-–} | ${plain_cpu:-–} |"
+    echo "| intercepted HTTPS (\`GET /N\` inside the CONNECT tunnel) | ${tls:-–} | ${tls_cpu:-–} |"
+    echo "| intercepted ÷ plain (target: at least 0.8) | $(ratio "$tls" "$plain") | $(ratio "$tls_cpu" "$plain_cpu") |"
+}
+
+print_tls_targets() {
+    local h s m k
+    h=$(med "${TR_VALUES[handoff]:-}")
+    s=$(med "${TR_VALUES[squid-bump]:-}")
+    m=$(med "${TR_VALUES[mitmproxy-bump]:-}")
+    k=$(ratio "$(med "${TK_VALUES[handoff]:-}")" "$(med "$PLAIN_VALUES")")
+    verdict() { # value target
+        awk -v v="$1" -v t="$2" 'BEGIN { if (v == "–" || v == "") print "not measured";
+            else if (v + 0 >= t) print "met"; else print "not met" }'
+    }
+    local hs hm
+    hs=$(cmp_to_handoff "$h" "$s")
+    hm=$(cmp_to_handoff "$h" "$m")
+    echo "Targets: new connections at least 2x Squid's ssl-bump: ${hs}x ($(verdict "$hs" 2));" \
+        "at least 10x mitmproxy: ${hm}x ($(verdict "$hm" 10));" \
+        "keep-alive over intercepted TLS at least 0.8 of plain HTTP: $k ($(verdict "$k" 0.8))."
+}
+
+tls_part() {
+    local started=$SECONDS name round
+    mkdir -p "$TLS_DIR"
+    chmod 755 "$TLS_DIR"
+    log "tls: making the bench CA, the origin's certificates ($MINT_NAMES names) and the interception CA"
+    if ! make_tls_material; then
+        log "tls: certificate set-up failed, see $TLS_DIR/openssl.log"
+        return 1
+    fi
+    if ! start_origin; then
+        log "tls: nginx did not start: $(tail -3 "$TLS_DIR/error.log" "$TLS_DIR/nginx.out" 2>/dev/null)"
+        return 1
+    fi
+    log "tls: origin nginx (pid $ORIGIN_PID): https 127.0.0.1:$TLS_PORT, http 127.0.0.1:$PLAIN_PORT, per-name https 127.0.0.1:$MINT_PORT"
+    log "tls: targets $TLS_TARGETS; ${TLS_RUNS}x ${TLS_SECS}s runs at $TLS_CONCURRENCY clients; mint ${MINT_RUNS}x $MINT_NAMES names"
+    for name in $TLS_TARGETS; do
+        start_tls_target "$name" "$TLS_DIR/$name" || true
+    done
+    for round in $(seq "$TLS_RUNS"); do
+        for name in $TLS_TARGETS; do
+            if tls_alive "$name"; then tls_rate_once "$name" "$round"; fi
+        done
+    done
+    for round in $(seq "$TLS_RUNS"); do
+        for name in $TLS_TARGETS; do
+            if tls_alive "$name"; then tls_keepalive_once "$name" "$round"; fi
+            if [[ $name == handoff ]] && tls_alive handoff; then plain_keepalive_once "$round"; fi
+        done
+    done
+    for name in $TLS_TARGETS; do
+        tls_alive "$name" || true
+        stop_tls_target "$name"
+    done
+    for round in $(seq "$MINT_RUNS"); do
+        for name in $TLS_TARGETS; do
+            [[ ${TLS_NOTE[$name]:-} == skipped* ]] || mint_once "$name" "$round"
+        done
+    done
+    stop_pid "$ORIGIN_PID"
+
+    {
+        echo "## handoff benchmark: TLS interception ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(uname -r))"
+        echo
+        print_tls_table
+        echo
+        print_keepalive_table
+        echo
+        print_tls_targets
+        echo
+        echo "Versions: $( (squid -v 2>/dev/null || true) | head -1);" \
+            "mitmproxy $( (mitmdump --version 2>/dev/null || true) | sed -n 's/^Mitmproxy: *//p');" \
+            "$(nginx -v 2>&1); $(openssl version)." \
+            "Raw figures: $RAW. Took $((SECONDS - started)) s."
+        echo
+    } | tee -a "$OUT/results.md"
+}
+
 # ---- main ----
 if ! ulimit -n 20000 2>/dev/null; then
     ulimit -n "$(ulimit -Hn)"
@@ -359,54 +925,9 @@ fi
 install_missing
 
 LOADGEN="$OUT/loadgen"
-cc -O2 -Wall -Wextra -Werror "$BENCH/loadgen.c" -o "$LOADGEN"
+cc -O2 -Wall -Wextra -Werror "$BENCH/loadgen.c" -o "$LOADGEN" -lssl -lcrypto
 cc -O2 -Wall -Wextra -Werror "$BENCH/sink.c" -o "$OUT/sink"
+: >"$OUT/results.md"
 
-"$OUT/sink" >"$OUT/sink.log" 2>&1 &
-SINK_PID=$!
-STARTED_PIDS+=("$SINK_PID")
-for _ in $(seq 50); do
-    grep -q '^port' "$OUT/sink.log" && break
-    sleep 0.1
-done
-ORIGIN_PORT=$(awk '/^port/ { print $2 }' "$OUT/sink.log")
-[[ -n $ORIGIN_PORT ]] || { log "origin did not start" && exit 1; }
-
-log "bench: out=$OUT origin=127.0.0.1:$ORIGIN_PORT targets: $TARGETS"
-log "bench: bulk ${BULK_RUNS}x $BULK_BYTES bytes (cap ${BULK_MAX_SECS}s), rate ${RATE_RUNS}x ${RATE_SECS}s at $RATE_CONCURRENCY clients, $HOLD_COUNT idle tunnels"
-started=$SECONDS
-for name in $TARGETS; do
-    prepare_target "$name"
-done
-# Rounds go across targets, so a burst of other load on the machine hits every target alike.
-for round in $(seq "$BULK_RUNS"); do
-    for name in $TARGETS; do
-        if alive "$name"; then bulk_once "$name" "$round"; fi
-    done
-done
-for round in $(seq "$RATE_RUNS"); do
-    for name in $TARGETS; do
-        if alive "$name"; then rate_once "$name" "$round"; fi
-    done
-done
-for name in $TARGETS; do
-    alive "$name" || true
-    [[ -n ${PID_OF[$name]:-} ]] && stop_pid "${PID_OF[$name]}"
-    read -ra values <<<"${BULK_VALUES[$name]:-}"
-    BULK[$name]=$(median "${values[@]}")
-    if [[ -n ${PID_OF[$name]:-} || $name == direct ]] && ((${#values[@]} < BULK_RUNS)); then
-        NOTE[$name]+="$((BULK_RUNS - ${#values[@]})) bulk runs failed; "
-    fi
-    read -ra values <<<"${RATE_VALUES[$name]:-}"
-    RATE[$name]=$(median "${values[@]}")
-done
-
-{
-    echo "## handoff benchmark ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(uname -r))"
-    echo
-    print_table
-    echo
-    echo "Versions: $( (squid -v 2>/dev/null || true) | head -1); $( (tinyproxy -v 2>/dev/null || true) | head -1);" \
-        "mitmproxy $( (mitmdump --version 2>/dev/null || true) | sed -n 's/^Mitmproxy: *//p')." \
-        "Raw figures: $RAW. Took $((SECONDS - started)) s."
-} | tee "$OUT/results.md"
+[[ $PART == tls ]] || tunnel_part
+[[ $PART == tunnel ]] || tls_part

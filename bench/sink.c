@@ -2,6 +2,9 @@
  * sink: a minimal HTTP/1.1 origin for the benchmark.
  *
  * `GET /N` is answered with N bytes of body and the connection is closed.
+ * A request that is not HTTP, 8 bytes "\0HOB" and N as a 32-bit big-endian
+ * number, is answered with N bytes (no head) and a close: no protocol
+ * matcher recognises it, so a proxy's detection classifies it as plain TCP.
  * A client that sends nothing is simply held open, which is what the
  * idle-tunnel memory test needs. Single-threaded, epoll, level-triggered.
  *
@@ -28,6 +31,9 @@
 #define HEAD_MAX  4096
 #define BODY_UNIT (1 << 20)
 #define MAX_BODY  ((uint64_t)64 << 30)
+#define RAW_LEN   8
+
+static const char raw_magic[4] = {'\0', 'H', 'O', 'B'};
 
 enum conn_state { READING_HEAD, WRITING_HEAD, WRITING_BODY };
 
@@ -106,6 +112,21 @@ static void start_response(int ep, int fd, struct conn *c)
     want_write(ep, fd, 1);
 }
 
+/* The raw request: returns 1 when it is complete (body_left set), 0 for more, -1 if malformed. */
+static int raw_request(struct conn *c)
+{
+    size_t have = c->head_len < sizeof raw_magic ? c->head_len : sizeof raw_magic;
+    if (memcmp(c->head, raw_magic, have) != 0)
+        return -1;
+    if (c->head_len < RAW_LEN)
+        return 0;
+    if (c->head_len > RAW_LEN)
+        return -1;
+    const unsigned char *n = (const unsigned char *)c->head + sizeof raw_magic;
+    c->body_left = (uint64_t)n[0] << 24 | (uint64_t)n[1] << 16 | (uint64_t)n[2] << 8 | n[3];
+    return 1;
+}
+
 static void on_readable(int ep, int fd, struct conn *c)
 {
     if (c->state != READING_HEAD) {
@@ -125,6 +146,16 @@ static void on_readable(int ep, int fd, struct conn *c)
     }
     c->head_len += (size_t)n;
     c->head[c->head_len] = '\0';
+    if (c->head[0] == '\0') {
+        int rc = raw_request(c);
+        if (rc < 0) {
+            conn_close(ep, fd);
+        } else if (rc > 0) {
+            c->state = WRITING_BODY;
+            want_write(ep, fd, 1);
+        }
+        return;
+    }
     if (strstr(c->head, "\r\n\r\n") != NULL) {
         start_response(ep, fd, c);
     } else if (c->head_len == HEAD_MAX - 1) {
