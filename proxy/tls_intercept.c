@@ -30,8 +30,6 @@ int tls_contexts_init(shared_state *sh, char *err, size_t errlen)
     }
     SSL_CTX_set_min_proto_version(sh->client_ctx, TLS1_2_VERSION);
     SSL_CTX_set_min_proto_version(sh->server_ctx, TLS1_2_VERSION);
-    SSL_CTX_set_mode(sh->client_ctx, SSL_MODE_RELEASE_BUFFERS);
-    SSL_CTX_set_mode(sh->server_ctx, SSL_MODE_RELEASE_BUFFERS);
     if (sh->cfg.upstream_ca_file[0] &&
         SSL_CTX_load_verify_locations(sh->client_ctx, sh->cfg.upstream_ca_file, NULL) != 1) {
         snprintf(err, errlen, "[tls] upstream_ca_file: cannot load %s", sh->cfg.upstream_ca_file);

@@ -16,17 +16,15 @@
 static int flush_wbio(leg *l)
 {
     tls_leg *t = l->tls;
-    char buf[TLS_CHUNK];
-    int pending;
-    while ((pending = (int)BIO_ctrl_pending(t->wbio)) > 0) {
-        int n = BIO_read(t->wbio, buf, pending < (int)sizeof buf ? pending : (int)sizeof buf);
-        if (n <= 0)
-            break;
-        int rc = leg_write_raw(l, buf, (size_t)n);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
+    char *data;
+    long len = BIO_get_mem_data(t->wbio, &data);
+    if (len <= 0)
+        return 0;
+    /* Written straight from the BIO's memory: leg_write_raw copies only what the socket
+     * does not take at once. */
+    int rc = leg_write_raw(l, data, (size_t)len);
+    (void)BIO_reset(t->wbio);
+    return rc;
 }
 
 static void describe_error(tls_leg *t, const char *what)
