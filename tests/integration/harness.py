@@ -179,12 +179,14 @@ class ManagedProcess:
         self._kill_group()
 
     def stdout_text(self) -> str:
-        self._out.flush()
+        if not self._out.closed:
+            self._out.flush()
         with open(self.stdout_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
 
     def stderr_text(self) -> str:
-        self._err.flush()
+        if not self._err.closed:
+            self._err.flush()
         with open(self.stderr_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
 

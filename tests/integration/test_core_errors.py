@@ -368,3 +368,43 @@ class MaxConnectionsTest(ErrorChecks):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class GarbageFloodTest(ErrorChecks):
+    """Random bytes after plausible and implausible starts, from many clients in a row."""
+
+    def test_bad_input_breaks_nothing(self):
+        import random
+        import socket as socket_module
+        proxy = harness.Handoff(policy_text="<proxy>\n  ALLOW\n",
+                                proxy={"workers": "2", "detect_timeout_ms": "200"})
+        self.addCleanup(proxy.close)
+        server = origin.start_origin()
+        self.addCleanup(server.stop)
+        rnd = random.Random(7)
+        starts = [b"", b"GET ", b"CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % server.port,
+                  b"GET http://127.0.0.1:%d/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  % server.port,
+                  b"POST http://127.0.0.1:%d/echo HTTP/1.1\r\nContent-Length: 5\r\n\r\n"
+                  % server.port]
+        for _ in range(150):
+            sock = socket_module.create_connection((HOST, proxy.port), timeout=2)
+            payload = rnd.choice(starts) + bytes(rnd.getrandbits(8)
+                                                 for _ in range(rnd.randint(0, 2000)))
+            try:
+                sock.sendall(payload)
+                if rnd.random() < 0.5:
+                    sock.shutdown(socket_module.SHUT_WR)
+                sock.recv(4096)
+            except OSError:
+                pass
+            sock.close()
+        # Still serving, and a well-formed request goes through.
+        proc = self.curl_status(proxy, f"{server.url}/bytes/1000", "-o", "/dev/null")
+        self.assert_status(proc, 200)
+        self.assertEqual(proxy.admin_get("/healthz").strip(), b"ok")
+        code = proxy.stop()
+        err = proxy.stderr_text()  # after the stop: leak reports are written at exit
+        self.assertEqual(code, 0, err[-3000:])
+        for report in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
+            self.assertNotIn(report, err)
