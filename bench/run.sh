@@ -533,6 +533,9 @@ TLS_DIR="$OUT/tls"
 declare -A TLS_ARGS TLS_PID ADMIN_OF TLS_NOTE TR_VALUES TR_CPU TK_VALUES TK_CPU MINT_VALUES MINT_CPU
 PLAIN_VALUES=
 PLAIN_CPU=
+DIRECT_PLAIN=
+DIRECT_TLS=
+DIRECT_RATE=
 
 # The bench's own CA, the origin's certificates it signs, and the CA Squid and mitmproxy mint
 # with; all ECDSA P-256 like handoff's `ca init`, so every proxy presents the same kind of leaf.
@@ -749,6 +752,24 @@ plain_keepalive_once() { # round (handoff only)
     PLAIN_CPU+=" $(field cpu_us_per_op "$LOADGEN_LINE")"
 }
 
+# The same clients against the origin with no proxy at all: the ceiling this machine sets,
+# since the client's and the origin's own TLS work share the cores with any proxy.
+direct_once() { # round
+    loadgen_run "tls direct: plain keepalive $1/$TLS_RUNS" $((TLS_SECS + 60)) keepalive \
+        --origin "127.0.0.1:$PLAIN_PORT" --concurrency "$TLS_CONCURRENCY" --secs "$TLS_SECS" \
+        --bytes "$TLS_BYTES"
+    [[ -n $LOADGEN_LINE ]] && DIRECT_PLAIN+=" $(field per_sec "$LOADGEN_LINE")"
+    loadgen_run "tls direct: tls-keepalive $1/$TLS_RUNS" $((TLS_SECS + 60)) tls-keepalive \
+        --origin "127.0.0.1:$TLS_PORT" --sni bench.test --concurrency "$TLS_CONCURRENCY" \
+        --secs "$TLS_SECS" --bytes "$TLS_BYTES"
+    [[ -n $LOADGEN_LINE ]] && DIRECT_TLS+=" $(field per_sec "$LOADGEN_LINE")"
+    loadgen_run "tls direct: tls-rate $1/$TLS_RUNS" $((TLS_SECS + 60)) tls-rate \
+        --origin "127.0.0.1:$TLS_PORT" --sni bench.test --concurrency "$TLS_CONCURRENCY" \
+        --secs "$TLS_SECS" --bytes "$TLS_BYTES"
+    [[ -n $LOADGEN_LINE ]] && DIRECT_RATE+=" $(field per_sec "$LOADGEN_LINE")"
+    return 0
+}
+
 # What the proxy says it minted, for raw.log: a check that the names really missed its cache.
 log_mint_evidence() { # name dir
     local name=$1 dir=$2 misses
@@ -835,6 +856,17 @@ print_keepalive_table() {
     echo "| plain HTTP forwarding (absolute-form \`GET http://origin/N\`) | ${plain:-–} | ${plain_cpu:-–} |"
     echo "| intercepted HTTPS (\`GET /N\` inside the CONNECT tunnel) | ${tls:-–} | ${tls_cpu:-–} |"
     echo "| intercepted ÷ plain (target: at least 0.8) | $(ratio "$tls" "$plain") | $(ratio "$tls_cpu" "$plain_cpu") |"
+    local dp dt dr
+    dp=$(med "$DIRECT_PLAIN")
+    dt=$(med "$DIRECT_TLS")
+    dr=$(med "$DIRECT_RATE")
+    echo
+    echo "| no proxy (client straight to the origin), $TLS_CONCURRENCY clients | per second (median of $TLS_RUNS) |"
+    echo "|---|---:|"
+    echo "| plain HTTP keep-alive requests | ${dp:-–} |"
+    echo "| HTTPS keep-alive requests | ${dt:-–} |"
+    echo "| HTTPS ÷ plain without any proxy: the ceiling for the ratio above on this machine | $(ratio "$dt" "$dp") |"
+    echo "| new HTTPS connections, one request each: the ceiling for every proxy's new connections/s | ${dr:-–} |"
 }
 
 print_tls_targets() {
@@ -883,6 +915,7 @@ tls_part() {
             if tls_alive "$name"; then tls_keepalive_once "$name" "$round"; fi
             if [[ $name == handoff ]] && tls_alive handoff; then plain_keepalive_once "$round"; fi
         done
+        direct_once "$round"
     done
     for name in $TLS_TARGETS; do
         tls_alive "$name" || true
