@@ -41,6 +41,11 @@ static void on_origin_ready(session *s, int status, const char *reason)
     s->pending_len = 0;
     detect_stage_start(s, first, len);
     free(first);
+    /* A client that sent its bytes and FIN before the 200: pass the FIN on after them. */
+    if (s->client_eof_held && !s->closing && s->client.on_data) {
+        s->client_eof_held = false;
+        leg_deliver(&s->client, NULL, UV_EOF);
+    }
 }
 
 void connect_allowed(session *s)

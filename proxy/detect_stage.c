@@ -114,6 +114,8 @@ static void classify(session *s, bool final)
 static void hold_on_data(leg *l, const char *buf, ssize_t n)
 {
     session *s = l->s;
+    if (s->phase != PHASE_DETECT)
+        return; /* interception took over: TLS legs report their own end */
     if (!l->is_client) {
         /* The origin spoke first: a server-first protocol, so a tunnel. */
         classify(s, true);

@@ -88,6 +88,9 @@ static const llhttp_settings_t request_settings = {
     .on_message_complete = on_message_complete,
 };
 
+/* Client bytes held while the parser waits; past this, reading stops until it resumes. */
+#define PENDING_MAX (64 * 1024)
+
 static void save_pending(session *s, const char *at, size_t len)
 {
     if (len == 0)
@@ -110,6 +113,20 @@ static void dispatch(session *s);
 static void client_on_data(leg *l, const char *buf, ssize_t n)
 {
     session *s = l->s;
+    if (s->parser_paused && s->phase != PHASE_LOCAL) {
+        /* A request is in flight: hold what the client sends meanwhile, up to a bound, rather
+         * than stopping and restarting reads around every request. */
+        if (n == UV_EOF) {
+            s->client_eof_held = true;
+        } else if (n < 0) {
+            session_fail(s, l, (int)n);
+        } else {
+            save_pending(s, buf, (size_t)n);
+            if (s->pending_len > PENDING_MAX)
+                leg_want_read(&s->client, false);
+        }
+        return;
+    }
     if (n < 0) {
         if (s->phase == PHASE_LOCAL || (s->phase == PHASE_HEAD && s->head.wire == 0)) {
             session_close(s); /* a client that is done: nothing to answer */
@@ -146,7 +163,7 @@ void front_feed(session *s, const char *buf, size_t len)
     if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
         const char *pos = llhttp_get_error_pos(&s->req_parser);
         size_t used = pos ? (size_t)(pos - buf) : len;
-        leg_want_read(&s->client, false);
+        s->parser_paused = true;
         save_pending(s, buf + used, len - used);
         if (s->phase == PHASE_HEAD && !s->head_dispatched) {
             s->head_dispatched = true;
@@ -189,12 +206,18 @@ void front_resume(session *s)
     size_t n = s->pending_len;
     s->pending_in = NULL;
     s->pending_len = 0;
+    s->parser_paused = false;
     /* Even with no bytes: a message paused at its head completes on the next execute. */
     front_feed(s, held ? held : "", n);
     free(held);
-    if (!s->closing && s->pending_len == 0 && !s->closing &&
-        (s->phase == PHASE_HEAD || (s->phase == PHASE_HTTP && !s->request_done)))
-        leg_want_read(&s->client, true);
+    if (s->closing || s->parser_paused || s->client.on_data != client_on_data)
+        return;
+    if (s->client_eof_held) {
+        s->client_eof_held = false;
+        client_on_data(&s->client, NULL, UV_EOF);
+        return;
+    }
+    leg_want_read(&s->client, true);
 }
 
 void front_begin(session *s, bool keep_alive)
@@ -206,6 +229,7 @@ void front_begin(session *s, bool keep_alive)
     if (!keep_alive) {
         llhttp_init(&s->req_parser, HTTP_REQUEST, &request_settings);
         s->req_parser.data = s;
+        s->parser_paused = false;
         session_set_timer(s, (uint64_t)cfg->header_timeout_s * 1000, TIMER_HEADER);
     } else {
         session_set_timer(s, (uint64_t)cfg->idle_timeout_s * 1000, TIMER_KEEPALIVE);

@@ -143,7 +143,9 @@ struct session {
     bool head_request;
     int status;
     uint64_t req_body_bytes, resp_bytes;
-    char *pending_in; /* unparsed client bytes held while a response is outstanding */
+    char *pending_in;     /* unparsed client bytes held while a response is outstanding */
+    bool parser_paused;   /* the request parser waits for the proxy (policy, origin, answer) */
+    bool client_eof_held; /* the client's FIN arrived while the parser waited */
     size_t pending_len;
 
     /* detection */
