@@ -12,9 +12,8 @@ JOBS       ?= $(shell nproc)
 BUILD_PACKAGES = build-essential cmake pkg-config libuv1-dev libssl-dev libcmocka-dev \
                  node-llhttp libinih-dev libjansson-dev libcrypt-dev
 TEST_PACKAGES  = clang libclang-rt-14-dev curl openssl python3 kamailio kamailio-tls-modules \
-                 coturn nodejs chromium
+                 coturn nodejs chromium fonts-liberation
 
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps test-deps build asan fuzz run test unit integration clean format
 
