@@ -75,23 +75,7 @@ def openssl(*args, input: bytes = b"") -> subprocess.CompletedProcess:
                           capture_output=True, timeout=30)
 
 
-def open_tunnel(proxy: harness.Handoff, host: str, port: int, timeout: float = 10) -> socket.socket:
-    """A socket on which CONNECT host:port was answered 200; nothing read past the head."""
-    sock = socket.create_connection((proxy.host, proxy.port), timeout=timeout)
-    sock.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
-    head = b""
-    while not head.endswith(b"\r\n\r\n"):
-        byte = sock.recv(1)
-        if not byte:
-            sock.close()
-            raise AssertionError(f"proxy closed during CONNECT; got {head!r}")
-        head += byte
-        if len(head) > 8192:
-            raise AssertionError(f"CONNECT answer head too long: {head[:200]!r}")
-    if not head.startswith(b"HTTP/1.1 200") and not head.startswith(b"HTTP/1.0 200"):
-        sock.close()
-        raise AssertionError(f"CONNECT {host}:{port} not answered 200: {head!r}")
-    return sock
+open_tunnel = harness.connect_tunnel
 
 
 def trusting(cafile: str) -> ssl.SSLContext:

@@ -48,27 +48,13 @@ class HalfCloseEcho:
         self.sock.close()
 
 
-def open_tunnel(proxy_port: int, target_port: int) -> socket.socket:
-    sock = socket.create_connection((HOST, proxy_port), timeout=TIMEOUT_S)
-    sock.sendall(f"CONNECT {HOST}:{target_port} HTTP/1.1\r\nHost: {HOST}:{target_port}\r\n\r\n".encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(1)
-        if not chunk:
-            raise AssertionError(f"proxy closed before answering CONNECT: {head!r}")
-        head += chunk
-    if not head.startswith(b"HTTP/1.1 200"):
-        raise AssertionError(f"CONNECT refused: {head!r}")
-    return sock
-
-
 class BulkTunnelTest(unittest.TestCase):
     def run_transfer(self, proxy_options: dict, policy: str):
         echo = HalfCloseEcho()
         self.addCleanup(echo.close)
         with harness.Handoff(policy_text=policy, proxy=proxy_options) as proxy:
             payload = os.urandom(SIZE)
-            sock = open_tunnel(proxy.port, echo.port)
+            sock = harness.connect_tunnel(proxy, HOST, echo.port, timeout=TIMEOUT_S)
             received = bytearray()
 
             def reader():
