@@ -23,6 +23,9 @@ struct ssl_st;
 #define LEG_HIGH_WATER (256 * 1024)
 #define LEG_LOW_WATER  (64 * 1024)
 
+/** Outcome of resolving and connecting to the origin: status 0, or an HTTP status and why. */
+typedef void (*upstream_cb)(session *s, int status, const char *reason);
+
 /** Consumer of bytes arriving on a leg (plaintext when the leg carries TLS). n < 0: EOF/error. */
 typedef void (*leg_data_cb)(leg *l, const char *buf, ssize_t n);
 
@@ -101,8 +104,8 @@ struct session {
     void (*origin_closed_then)(session *s);
     bool logged;
     int timer_purpose;
-    void *upstream_done; /* upstream_cb while connecting */
-    int connect_error;   /* last connect failure while trying addresses */
+    upstream_cb upstream_done; /* set while connecting */
+    int connect_error;         /* last connect failure while trying addresses */
 
     struct sockaddr_storage client_addr;
     char client_text[64];

@@ -54,7 +54,6 @@ void front_close_after_answer(session *s);
 void connect_allowed(session *s);
 
 /* upstream.c: resolve and connect to s->target_host:s->target_port */
-typedef void (*upstream_cb)(session *s, int status, const char *reason);
 void upstream_connect(session *s, upstream_cb done);
 void upstream_timeout(session *s);
 

@@ -13,7 +13,7 @@ static void try_next(session *s);
 
 static void finish(session *s, int status, const char *reason)
 {
-    upstream_cb done = (upstream_cb)s->upstream_done;
+    upstream_cb done = s->upstream_done;
     s->upstream_done = NULL;
     session_stop_timer(s);
     if (done)
@@ -140,20 +140,20 @@ void upstream_timeout(session *s)
 
 static void connect_after_close(session *s)
 {
-    upstream_connect(s, (upstream_cb)s->upstream_done);
+    upstream_connect(s, s->upstream_done);
 }
 
 void upstream_connect(session *s, upstream_cb done)
 {
     if (s->origin_closing) {
         /* A new origin handle can only be made once the old one has closed. */
-        s->upstream_done = (void *)done;
+        s->upstream_done = done;
         session_close_origin(s, connect_after_close);
         return;
     }
     char port[8];
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    s->upstream_done = (void *)done;
+    s->upstream_done = done;
     s->connect_error = 0;
     s->phase = PHASE_CONNECTING;
     snprintf(port, sizeof port, "%u", s->target_port);
