@@ -86,7 +86,7 @@ static void settle(session *s, const detect_result *r)
                       uv_now(&s->w->loop) - s->request_started_ms);
     if (r->protocol == PROTO_SSL) {
         snprintf(s->sni, sizeof s->sni, "%s", r->tls.sni);
-        if (tls_decide(s)) /* interception takes the held bytes from here */
+        if (tls_decide(s, &r->tls)) /* interception takes the held bytes from here */
             return;
         if (s->closing)
             return;

@@ -355,7 +355,7 @@ static bool serve_local(session *s, const char *path)
 
 /* ---- dispatch ---- */
 
-static void after_policy(session *s);
+static void check_policy(session *s);
 
 static void on_auth_work(uv_work_t *req)
 {
@@ -371,7 +371,7 @@ static void on_auth_done(uv_work_t *req, int status)
     free(req);
     if (!s->closing) {
         if (status == 0 && s->auth_ok)
-            after_policy(s);
+            check_policy(s);
         else
             front_answer(s, 407, "Proxy Authentication Required",
                          "proxy authentication required\n");
@@ -420,11 +420,6 @@ static void check_policy(session *s)
         connect_allowed(s);
     else
         http_forward_request(s);
-}
-
-static void after_policy(session *s)
-{
-    check_policy(s);
 }
 
 /* A request inside a tunnel: the origin is fixed and the target is origin-form. */

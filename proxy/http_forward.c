@@ -50,6 +50,16 @@ static void write_client(session *s, const char *buf, size_t len)
         leg_set_backpressure(&s->origin, true);
 }
 
+/* Writes buf as one chunk of a chunked body: size line, data and CRLF in one write. */
+static void write_chunk(leg *l, const char *buf, size_t len)
+{
+    char size[24];
+    int n = snprintf(size, sizeof size, "%zx\r\n", len);
+    uv_buf_t parts[3] = {uv_buf_init(size, (unsigned)n), uv_buf_init((char *)buf, (unsigned)len),
+                         uv_buf_init("\r\n", 2)};
+    leg_writev(l, parts, 3);
+}
+
 static int resp_value_done(llhttp_t *p)
 {
     session *s = p->data;
@@ -62,7 +72,7 @@ static int resp_headers_complete(llhttp_t *p)
     session *s = p->data;
     const http_head *h = &s->resp_head;
     int status = p->status_code;
-    size_t cap = (size_t)s->w->shared->cfg.max_header_bytes + 512;
+    size_t cap = head_forward_size(h);
     char *storage = malloc(cap);
     if (!storage)
         return -1;
@@ -112,11 +122,10 @@ static int resp_body(llhttp_t *p, const char *at, size_t len)
 {
     session *s = p->data;
     if (s->response_chunked) {
-        char size[24];
-        int n = snprintf(size, sizeof size, "%zx\r\n", len);
-        write_client(s, size, (size_t)n);
-        write_client(s, at, len);
-        write_client(s, "\r\n", 2);
+        s->resp_bytes += len;
+        write_chunk(&s->client, at, len);
+        if (s->client.queued > LEG_HIGH_WATER)
+            leg_set_backpressure(&s->origin, true);
     } else {
         write_client(s, at, len);
     }
@@ -282,7 +291,7 @@ static void on_origin_ready(session *s, int status, const char *reason)
 static void send_request_head(session *s)
 {
     const http_head *h = &s->head;
-    size_t cap = (size_t)s->w->shared->cfg.max_header_bytes + 1024;
+    size_t cap = head_forward_size(h);
     char *storage = malloc(cap);
     if (!storage) {
         session_close(s);
@@ -363,11 +372,7 @@ void http_forward_request(session *s)
 void http_forward_body(session *s, const char *buf, size_t len)
 {
     if (s->request_chunked) {
-        char size[24];
-        int n = snprintf(size, sizeof size, "%zx\r\n", len);
-        leg_write(&s->origin, size, (size_t)n);
-        leg_write(&s->origin, buf, len);
-        leg_write(&s->origin, "\r\n", 2);
+        write_chunk(&s->origin, buf, len);
     } else {
         leg_write(&s->origin, buf, len);
     }

@@ -197,6 +197,13 @@ void out_addf(out_buf *o, const char *fmt, ...)
     o->len += (size_t)n;
 }
 
+size_t head_forward_size(const http_head *h)
+{
+    /* ": " and CRLF per header; 1 KiB for the start line's fixed parts, Via, a Host of up to
+     * 255 bytes and a port, framing and Connection/Upgrade (whose value is already counted). */
+    return h->len + 4 * (size_t)h->count + 1024;
+}
+
 void head_write_forwarded(const http_head *h, out_buf *o, const char *const *skip)
 {
     for (unsigned i = 0; i < h->count; i++) {

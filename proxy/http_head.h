@@ -38,6 +38,10 @@ void out_init(out_buf *o, char *storage, size_t cap);
 void out_add(out_buf *o, const char *s, size_t len);
 void out_addf(out_buf *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/** A bound on the forwarded form of h: its bytes, their separators, a start line and the
+ * headers the proxy adds (Via, Host, framing, Upgrade). */
+size_t head_forward_size(const http_head *h);
+
 /**
  * Writes the end-to-end headers of h (hop-by-hop removed), then Via, to o. Headers listed in
  * skip (NULL-terminated, case-insensitive) are left out too.

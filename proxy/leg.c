@@ -116,31 +116,44 @@ static void on_write(uv_write_t *req, int status)
         session_on_drain(s, l);
 }
 
-int leg_write_raw(leg *l, const char *buf, size_t len)
+int leg_writev_raw(leg *l, const uv_buf_t *bufs, unsigned count)
 {
     if (!l->open || l->s->closing || l->shut)
         return UV_EPIPE;
-    if (len == 0)
+    size_t total = 0;
+    for (unsigned i = 0; i < count; i++)
+        total += bufs[i].len;
+    if (total == 0)
         return 0;
-    uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
+    size_t done = 0;
     if (l->queued == 0) {
-        int n = uv_try_write((uv_stream_t *)&l->tcp, &b, 1);
-        if (n == (int)len)
+        int n = uv_try_write((uv_stream_t *)&l->tcp, bufs, count);
+        if (n == (int)total)
             return 0;
-        if (n > 0) {
-            buf += n;
-            len -= (size_t)n;
-        } else if (n != UV_EAGAIN && n != UV_ENOSYS) {
+        if (n > 0)
+            done = (size_t)n;
+        else if (n != UV_EAGAIN && n != UV_ENOSYS)
             return n;
-        }
     }
+    /* What the socket did not take is copied into one queued write. */
+    size_t len = total - done;
     write_req *wr = malloc(sizeof *wr + len);
     if (!wr)
         return UV_ENOMEM;
-    memcpy(wr->data, buf, len);
+    size_t skip = done, off = 0;
+    for (unsigned i = 0; i < count; i++) {
+        size_t blen = bufs[i].len;
+        if (skip >= blen) {
+            skip -= blen;
+            continue;
+        }
+        memcpy(wr->data + off, bufs[i].base + skip, blen - skip);
+        off += blen - skip;
+        skip = 0;
+    }
     wr->l = l;
     wr->len = len;
-    b = uv_buf_init(wr->data, (unsigned)len);
+    uv_buf_t b = uv_buf_init(wr->data, (unsigned)len);
     int rc = uv_write(&wr->req, (uv_stream_t *)&l->tcp, &b, 1, on_write);
     if (rc < 0) {
         free(wr);
@@ -150,11 +163,23 @@ int leg_write_raw(leg *l, const char *buf, size_t len)
     return 0;
 }
 
-int leg_write(leg *l, const char *buf, size_t len)
+int leg_write_raw(leg *l, const char *buf, size_t len)
+{
+    uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
+    return leg_writev_raw(l, &b, 1);
+}
+
+int leg_writev(leg *l, const uv_buf_t *bufs, unsigned count)
 {
     if (l->tls)
-        return tls_leg_write(l, buf, len);
-    return leg_write_raw(l, buf, len);
+        return tls_leg_writev(l, bufs, count);
+    return leg_writev_raw(l, bufs, count);
+}
+
+int leg_write(leg *l, const char *buf, size_t len)
+{
+    uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
+    return leg_writev(l, &b, 1);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)

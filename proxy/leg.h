@@ -15,8 +15,12 @@ void leg_set_backpressure(leg *l, bool on);
 /** Queues bytes (plaintext: encrypted first when the leg carries TLS). 0 or negative errno. */
 int leg_write(leg *l, const char *buf, size_t len);
 
+/** The same for several pieces, sent together (one system call when the socket takes them). */
+int leg_writev(leg *l, const uv_buf_t *bufs, unsigned count);
+
 /** Writes bytes on the socket as they are (TLS records, or plain data). */
 int leg_write_raw(leg *l, const char *buf, size_t len);
+int leg_writev_raw(leg *l, const uv_buf_t *bufs, unsigned count);
 
 /** Sends FIN after every queued byte (close_notify first on TLS). */
 void leg_shutdown(leg *l);

@@ -78,7 +78,7 @@ bool detect_stage_checkpoint3(session *s);
 
 /* tls_intercept.c: checkpoint 2 for a ClientHello held in s->hold. true when interception
  * took over the connection. */
-bool tls_decide(session *s);
+bool tls_decide(session *s, const detect_tls_info *hello);
 void tls_inner_timeout(session *s);
 
 /* tls_session_cache.c: resumption towards origins */

@@ -236,11 +236,8 @@ static void start_origin_tls(session *s, const detect_tls_info *hello)
     tls_leg_start(&s->origin);
 }
 
-bool tls_decide(session *s)
+bool tls_decide(session *s, const detect_tls_info *hello)
 {
-    detect_result r;
-    memset(&r, 0, sizeof r);
-    detect_classify((const uint8_t *)s->hold, s->hold_len, &r);
     policy_facts f = {
         .host = s->sni[0] ? s->sni : s->target_host,
         .port = s->target_port,
@@ -264,7 +261,7 @@ bool tls_decide(session *s)
     s->intercepted = true;
     s->phase = PHASE_TLS;
     leg_want_read(&s->client, false);
-    start_origin_tls(s, &r.tls);
+    start_origin_tls(s, hello);
     return true;
 }
 

@@ -135,20 +135,25 @@ void tls_leg_resume(leg *l)
         pump(l);
 }
 
-int tls_leg_write(leg *l, const char *buf, size_t len)
+int tls_leg_writev(leg *l, const uv_buf_t *bufs, unsigned count)
 {
     tls_leg *t = l->tls;
     if (!t->handshake_done || t->failed)
         return UV_ENOTCONN;
     ERR_clear_error();
-    while (len > 0) {
-        int chunk = len > (1 << 20) ? (1 << 20) : (int)len;
-        int n = SSL_write(t->ssl, buf, chunk);
-        if (n <= 0)
-            return UV_EPROTO;
-        buf += n;
-        len -= (size_t)n;
+    for (unsigned i = 0; i < count; i++) {
+        const char *buf = bufs[i].base;
+        size_t len = bufs[i].len;
+        while (len > 0) {
+            int chunk = len > (1 << 20) ? (1 << 20) : (int)len;
+            int n = SSL_write(t->ssl, buf, chunk);
+            if (n <= 0)
+                return UV_EPROTO;
+            buf += n;
+            len -= (size_t)n;
+        }
     }
+    /* Every record of the pieces leaves in one write. */
     return flush_wbio(l);
 }
 

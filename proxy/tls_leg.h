@@ -10,8 +10,8 @@
 /** Called with ciphertext read from the socket (n < 0: EOF or error). */
 void tls_leg_on_read(leg *l, const char *buf, ssize_t n);
 
-/** Encrypts and sends plaintext. 0 or a negative errno. */
-int tls_leg_write(leg *l, const char *buf, size_t len);
+/** Encrypts and sends plaintext pieces. 0 or a negative errno. */
+int tls_leg_writev(leg *l, const uv_buf_t *bufs, unsigned count);
 
 /** Queues close_notify. */
 void tls_leg_close_notify(leg *l);

@@ -267,6 +267,41 @@ static void zero_length_span_on_a_new_head(void **state)
     free(h.buf);
 }
 
+/* The forwarded head fits in head_forward_size() with the start line and every header the
+ * proxy adds, for the largest head the parser accepts (full headers of one-byte values). */
+static void forward_size_bounds_the_rewritten_head(void **state)
+{
+    (void)state;
+    http_head h = {0};
+    head_reset(&h);
+    char url[2048];
+    memset(url, 'u', sizeof url - 1);
+    url[0] = '/';
+    url[sizeof url - 1] = '\0';
+    assert_int_equal(head_append(&h, HEAD_URL, url, strlen(url), 1048576), 0);
+    for (unsigned i = 0; i < HEAD_MAX_HEADERS; i++) {
+        char name[16];
+        int n = snprintf(name, sizeof name, "X-%u", i);
+        assert_int_equal(head_append(&h, HEAD_FIELD, name, (size_t)n, 1048576), 0);
+        assert_int_equal(head_append(&h, HEAD_VALUE, "v", 1, 1048576), 0);
+    }
+    size_t cap = head_forward_size(&h);
+    char *storage = malloc(cap);
+    assert_non_null(storage);
+    out_buf o;
+    out_init(&o, storage, cap);
+    char host[256];
+    memset(host, 'h', sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    out_addf(&o, "OPTIONS %s HTTP/1.1\r\n", url);
+    head_write_forwarded(&h, &o, NULL);
+    out_addf(&o, "Host: %s:65535\r\nTransfer-Encoding: chunked\r\n", host);
+    out_addf(&o, "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+    assert_false(o.overflow);
+    free(storage);
+    free(h.buf);
+}
+
 static void output_buffer_is_bounded(void **state)
 {
     (void)state;
@@ -295,6 +330,7 @@ int main(void)
         cmocka_unit_test(separators_count_against_the_limit),
         cmocka_unit_test(too_many_headers_are_refused),
         cmocka_unit_test(zero_length_span_on_a_new_head),
+        cmocka_unit_test(forward_size_bounds_the_rewritten_head),
         cmocka_unit_test(output_buffer_is_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
