@@ -28,9 +28,10 @@ import socketserver
 import ssl
 import struct
 import sys
-import threading
 import time
 import urllib.parse
+
+from background_server import BackgroundServer
 
 MAX_HEAD_BYTES = 65536
 IDLE_TIMEOUT_S = 60
@@ -142,9 +143,7 @@ def parse_head(head: bytes) -> Request:
     return Request(parts[0], parts[1], parts[2], header_list)
 
 
-class Origin(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class Origin(BackgroundServer):
 
     def __init__(self, host="127.0.0.1", port=0, tls_cert=None, tls_key=None, alpn=None):
         self.tls = None
@@ -153,16 +152,12 @@ class Origin(socketserver.ThreadingTCPServer):
             self.tls.load_cert_chain(tls_cert, tls_key)
             if alpn:
                 self.tls.set_alpn_protocols(list(alpn))
-        self.lock = threading.Lock()
         self.connections = 0
         self.requests = 0
         self.peers = []
-        self.open_sockets = set()
         self.last_request = None
         super().__init__((host, port), Handler)
         self.host = host
-        self.port = self.server_address[1]
-        self.thread = None
 
     @property
     def url(self) -> str:
@@ -181,33 +176,10 @@ class Origin(socketserver.ThreadingTCPServer):
             self.open_sockets.discard(old)
             self.open_sockets.add(new)
 
-    def unregister(self, sock) -> None:
-        with self.lock:
-            self.open_sockets.discard(sock)
-
     def stats(self) -> dict:
         with self.lock:
             return {"connections": self.connections, "requests": self.requests,
                     "peers": list(self.peers)}
-
-    def start(self):
-        self.thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1},
-                                       daemon=True)
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
-        with self.lock:
-            sockets = list(self.open_sockets)
-        for sock in sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        if self.thread:
-            self.thread.join(timeout=5)
 
     def __enter__(self):
         return self
@@ -224,7 +196,7 @@ class Handler(socketserver.BaseRequestHandler):
         self.conn_id = self.server.register(self.sock, self.client_address)
 
     def finish(self):
-        self.server.unregister(self.sock)
+        self.server.untrack(self.sock)
         try:
             self.sock.close()
         except OSError:

@@ -8,12 +8,12 @@ import os
 import random
 import socket
 import socketserver
-import threading
 import time
 import unittest
 
 import certs
 import harness
+from background_server import BackgroundServer
 import origin
 import servers
 import wire
@@ -108,15 +108,12 @@ class Tunnel:
 # ---- loopback servers --------------------------------------------------------------------
 
 
-class LoopbackServer(socketserver.ThreadingTCPServer):
+class LoopbackServer(BackgroundServer):
     """Records every byte it receives; optionally sends a banner first and echoes.
 
     compressed_sip: answer the first SIP message (a NEGOTIATE) with 200 echoing its
     Compression header, then send `after_negotiate` and echo whatever follows.
     """
-
-    daemon_threads = True
-    allow_reuse_address = True
 
     def __init__(self, banner: bytes = b"", echo: bool = False, compressed_sip: bool = False,
                  after_negotiate: bytes = b""):
@@ -124,31 +121,14 @@ class LoopbackServer(socketserver.ThreadingTCPServer):
         self.echo = echo
         self.compressed_sip = compressed_sip
         self.after_negotiate = after_negotiate
-        self.lock = threading.Lock()
         self.received = []
         self.connections = 0
-        self.open_sockets = set()
         super().__init__((HOST, 0), _LoopbackHandler)
-        self.port = self.server_address[1]
-        self.thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1},
-                                       daemon=True)
-        self.thread.start()
+        self.start()
 
     def received_bytes(self) -> bytes:
         with self.lock:
             return b"".join(self.received)
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
-        with self.lock:
-            sockets = list(self.open_sockets)
-        for sock in sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        self.thread.join(timeout=5)
 
 
 class _LoopbackHandler(socketserver.BaseRequestHandler):
@@ -158,7 +138,7 @@ class _LoopbackHandler(socketserver.BaseRequestHandler):
         server = self.server
         with server.lock:
             server.connections += 1
-            server.open_sockets.add(sock)
+        server.track(sock)
         try:
             if server.banner:
                 sock.sendall(server.banner)
@@ -175,8 +155,7 @@ class _LoopbackHandler(socketserver.BaseRequestHandler):
         except (OSError, ConnectionError, ValueError):
             pass
         finally:
-            with server.lock:
-                server.open_sockets.discard(sock)
+            server.untrack(sock)
 
     def negotiate(self, sock) -> None:
         line, headers, _ = wire.recv_sip_message(sock)
@@ -249,6 +228,12 @@ class DetectTestCase(unittest.TestCase):
         self.assertIs(entry.get("tunneled"), False, entry)
         self.assertEqual(entry.get("action"), "allowed", entry)
 
+    def assert_messages(self, holder: dict, expected: dict) -> None:
+        """holder's message counters include expected (a log line or a session entry)."""
+        messages = holder.get("messages") or {}
+        for name, count in expected.items():
+            self.assertEqual(messages.get(name), count, holder)
+
     def assert_blind_tunnel_log(self, entry: dict) -> None:
         self.assertEqual(entry.get("protocol"), "tcp", entry)
         self.assertIs(entry.get("tunneled"), True, entry)
@@ -296,18 +281,14 @@ class SipKamailioTest(DetectTestCase):
         self.assertEqual(session.get("protocol"), "sip", session)
         self.assertIs(session.get("tunneled"), False, session)
         self.assertIs(session.get("intercepted"), False, session)
-        self.assertEqual(session["messages"].get("OPTIONS"), 1, session)
-        self.assertEqual(session["messages"].get("REGISTER"), 1, session)
+        self.assert_messages(session, {"OPTIONS": 1, "REGISTER": 1})
         self.assertGreater(session.get("bytes_from_client", 0), 0, session)
         self.assertGreater(session.get("bytes_from_server", 0), 0, session)
 
         t.close()
         entry = self.log_for(proxy, t.target)
         self.assert_passthrough_log(entry, "sip")
-        messages = entry.get("messages") or {}
-        self.assertEqual(messages.get("OPTIONS"), 1, entry)
-        self.assertEqual(messages.get("REGISTER"), 1, entry)
-        self.assertEqual(messages.get("2xx"), 2, entry)
+        self.assert_messages(entry, {"OPTIONS": 1, "REGISTER": 1, "2xx": 2})
 
     def test_keepalives_split_writes_and_compact_length_are_framed(self):
         proxy = self.start_proxy()
@@ -329,10 +310,7 @@ class SipKamailioTest(DetectTestCase):
         t.close()
         entry = self.log_for(proxy, t.target)
         self.assert_passthrough_log(entry, "sip")
-        messages = entry.get("messages") or {}
-        self.assertEqual(messages.get("MESSAGE"), 1, entry)
-        self.assertEqual(messages.get("OPTIONS"), 1, entry)
-        self.assertEqual(messages.get("2xx"), 2, entry)
+        self.assert_messages(entry, {"MESSAGE": 1, "OPTIONS": 1, "2xx": 2})
 
     def test_sip_passes_the_step3_deny_rule(self):
         proxy = self.start_proxy(STEP3_POLICY)

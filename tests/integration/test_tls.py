@@ -12,16 +12,17 @@ import os
 import re
 import shutil
 import socket
+import socketserver
 import ssl
 import stat
 import subprocess
 import tempfile
-import threading
 import time
 import unittest
 
 import certs
 import harness
+from background_server import BackgroundServer
 import origin
 import servers
 import wire
@@ -269,66 +270,40 @@ def split_into_records(hello: bytes, at: int) -> bytes:
             + hello[:3] + len(second).to_bytes(2, "big") + second)
 
 
-class TlsEchoServer:
+class TlsEchoServer(BackgroundServer):
     """A TLS server that echoes application bytes and counts what it received."""
 
     def __init__(self):
         c = certs.test_certs()
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.load_cert_chain(c.server_cert, c.server_key)
-        self.listener = socket.create_server((HOST, 0))
-        self.listener.settimeout(0.2)
-        self.port = self.listener.getsockname()[1]
-        self.lock = threading.Lock()
         self.received = 0
         self.handshakes = 0
-        self.stopping = False
-        self.conns = []
-        self.thread = threading.Thread(target=self._accept_loop, daemon=True)
-        self.thread.start()
+        super().__init__((HOST, 0), _TlsEchoHandler)
+        self.start()
 
-    def _accept_loop(self) -> None:
-        while not self.stopping:
-            try:
-                conn, _ = self.listener.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            with self.lock:
-                self.conns.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
-    def _serve(self, conn: socket.socket) -> None:
-        tls = None
+class _TlsEchoHandler(socketserver.BaseRequestHandler):
+    def handle(self):
+        server, conn, tls = self.server, self.request, None
+        server.track(conn)
         try:
             conn.settimeout(30)
-            tls = self.context.wrap_socket(conn, server_side=True)
-            with self.lock:
-                self.handshakes += 1
+            tls = server.context.wrap_socket(conn, server_side=True)
+            with server.lock:
+                server.handshakes += 1
             while True:
                 data = tls.recv(65536)
                 if not data:
                     return
-                with self.lock:
-                    self.received += len(data)
+                with server.lock:
+                    server.received += len(data)
                 tls.sendall(data)
         except (OSError, ssl.SSLError):
             return
         finally:
+            server.untrack(conn)
             (tls or conn).close()
-
-    def stop(self) -> None:
-        self.stopping = True
-        self.listener.close()
-        with self.lock:
-            conns = list(self.conns)
-        for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        self.thread.join(timeout=5)
 
 
 # ---- interception of HTTPS ----------------------------------------------------------------

@@ -18,11 +18,11 @@ import socket
 import socketserver
 import struct
 import sys
-import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import wire  # noqa: E402
+from background_server import BackgroundServer  # noqa: E402
 
 REALM = b"handoff.test"
 
@@ -31,18 +31,12 @@ class ProtocolError(Exception):
     pass
 
 
-class MsTurnServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class MsTurnServer(BackgroundServer):
 
     def __init__(self, host="127.0.0.1", port=0):
-        self.lock = threading.Lock()
         self.counts = {"connections": 0, "hellos": 0, "control": 0, "data": 0, "errors": 0}
-        self.open_sockets = set()
         super().__init__((host, port), MsTurnHandler)
         self.host = host
-        self.port = self.server_address[1]
-        self.thread = None
 
     def count(self, key: str) -> None:
         with self.lock:
@@ -51,25 +45,6 @@ class MsTurnServer(socketserver.ThreadingTCPServer):
     def stats(self) -> dict:
         with self.lock:
             return dict(self.counts)
-
-    def start(self):
-        self.thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1},
-                                       daemon=True)
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
-        with self.lock:
-            sockets = list(self.open_sockets)
-        for sock in sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        if self.thread:
-            self.thread.join(timeout=5)
 
     def __enter__(self):
         return self
@@ -85,8 +60,7 @@ class MsTurnHandler(socketserver.BaseRequestHandler):
         sock.settimeout(60)
         server = self.server
         server.count("connections")
-        with server.lock:
-            server.open_sockets.add(sock)
+        server.track(sock)
         try:
             first = wire.recv_exact(sock, 4)
             if first == wire.pseudo_tls_client_hello()[:4]:
@@ -104,8 +78,7 @@ class MsTurnHandler(socketserver.BaseRequestHandler):
         except ProtocolError:
             server.count("errors")
         finally:
-            with server.lock:
-                server.open_sockets.discard(sock)
+            server.untrack(sock)
 
     def serve_frame(self, sock, head: bytes = None) -> None:
         head = head if head is not None else wire.recv_exact(sock, 4)
