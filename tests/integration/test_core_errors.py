@@ -343,6 +343,9 @@ class MaxConnectionsTest(ErrorChecks):
         proxy = harness.Handoff(policy_text="<proxy>\n  ALLOW\n",
                                 proxy={"max_connections": "2"})
         self.addCleanup(proxy.close)
+        # The harness's start-up probe must have been read as closed before the limit is used.
+        harness.wait_until(lambda: b"\nhandoff_active_sessions 0\n" in proxy.admin_get("/metrics"),
+                           timeout=10, what="no open connection")
         held = [cs.connect(proxy.host, proxy.port) for _ in range(2)]
         for sock in held:
             self.addCleanup(sock.close)

@@ -51,6 +51,16 @@ CERT_PROBLEMS = {
 # ---- small helpers --------------------------------------------------------------------------
 
 
+
+def close_tls(tls) -> None:
+    """Ends TLS as RFC 8446 asks: close_notify first, so the proxy sees a clean end."""
+    try:
+        tls.settimeout(5)
+        tls.unwrap().close()
+    except (OSError, ValueError):
+        tls.close()
+
+
 def temp_dir(test: unittest.TestCase) -> str:
     path = tempfile.mkdtemp(prefix="handoff-tls-test-")
     test.addCleanup(shutil.rmtree, path, True)
@@ -552,7 +562,7 @@ class SipOverTlsTest(unittest.TestCase):
         self.assertIs(sessions[0]["tunneled"], False, sessions)
         self.assertIn("OPTIONS", json.dumps(sessions[0].get("messages")), sessions)
         self.assertIn("REGISTER", json.dumps(sessions[0].get("messages")), sessions)
-        tls.close()
+        close_tls(tls)
         entry = proxy.wait_log(lambda e: names_port(e, self.sip.tls_port))
         self.assertEqual(entry["protocol"], "sip", entry)
         self.assertIs(entry["intercepted"], True, entry)
@@ -565,7 +575,7 @@ class SipOverTlsTest(unittest.TestCase):
         self.assertEqual(wire.sip_status(line), 200, line)
         line, _, _ = sip_exchange(tls, wire.sip_request("REGISTER", "TLS", cseq=2))
         self.assertEqual(wire.sip_status(line), 200, line)
-        tls.close()
+        close_tls(tls)
         entry = proxy.wait_log(lambda e: names_port(e, self.sip.tls_port))
         self.assertEqual(entry["protocol"], "sip", entry)
         self.assertEqual(entry["action"], "allowed", entry)
@@ -593,7 +603,7 @@ class SipOverTlsTest(unittest.TestCase):
         payload = b"\xfe\xed\xfa\xce" + os.urandom(60)
         tls.sendall(payload)
         self.assertEqual(wire.recv_exact(tls, len(payload)), payload)
-        tls.close()
+        close_tls(tls)
         entry = proxy.wait_log(lambda e: names_port(e, echo.port))
         self.assertEqual(entry["protocol"], "tcp", entry)
         self.assertIs(entry["tunneled"], True, entry)
@@ -619,7 +629,7 @@ class SipOverTlsTest(unittest.TestCase):
         self.assertEqual(wire.sip_status(line), 200, line)
         line, _, _ = sip_exchange(tls, wire.sip_request("REGISTER", "TLS", cseq=2))
         self.assertEqual(wire.sip_status(line), 200, line)
-        tls.close()
+        close_tls(tls)
         entry = proxy.wait_log(lambda e: names_port(e, self.sip.tls_port))
         self.assertEqual(entry["protocol"], "tcp", entry)
         self.assertIs(entry["tunneled"], True, entry)

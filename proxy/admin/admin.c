@@ -1,0 +1,258 @@
+/* The admin listener: a small HTTP/1.1 server on worker 0's loop. It never proxies. */
+#include "admin.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "access_log.h"
+#include "admin_page.h"
+#include "certs.h"
+#include "local_pages.h"
+#include "metrics.h"
+
+#define ADMIN_MAX_REQUEST 8192
+#define SNAPSHOT_WAIT_MS  2000
+
+typedef struct {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    worker *w;
+    char buf[ADMIN_MAX_REQUEST];
+    size_t len;
+    uint64_t snapshot_gen;
+    uint64_t snapshot_started;
+    int handles;
+    bool answered;
+} admin_conn;
+
+typedef struct {
+    uv_tcp_t listener;
+} admin_state;
+
+static void on_conn_closed(uv_handle_t *h)
+{
+    admin_conn *c = h->data;
+    if (--c->handles == 0)
+        free(c);
+}
+
+static void conn_close(admin_conn *c)
+{
+    if (!uv_is_closing((uv_handle_t *)&c->tcp))
+        uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+    if (!uv_is_closing((uv_handle_t *)&c->timer))
+        uv_close((uv_handle_t *)&c->timer, on_conn_closed);
+}
+
+typedef struct {
+    uv_write_t req;
+    admin_conn *c;
+    char data[];
+} admin_write;
+
+static void on_written(uv_write_t *req, int status)
+{
+    admin_write *wr = (admin_write *)req;
+    (void)status;
+    conn_close(wr->c);
+    free(wr);
+}
+
+static void respond(admin_conn *c, int status, const char *reason, const char *type,
+                    const char *body, size_t len)
+{
+    if (c->answered)
+        return;
+    c->answered = true;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    char head[512];
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                     "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+                     status, reason, type, len);
+    admin_write *wr = malloc(sizeof *wr + (size_t)n + len);
+    if (!wr) {
+        conn_close(c);
+        return;
+    }
+    memcpy(wr->data, head, (size_t)n);
+    if (len)
+        memcpy(wr->data + n, body, len);
+    wr->c = c;
+    uv_buf_t b = uv_buf_init(wr->data, (unsigned)((size_t)n + len));
+    if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
+        free(wr);
+        conn_close(c);
+    }
+}
+
+static void respond_text(admin_conn *c, int status, const char *reason, const char *text)
+{
+    respond(c, status, reason, "text/plain; charset=utf-8", text, strlen(text));
+}
+
+/* Merges every worker's published array once all have answered this generation. */
+static void on_snapshot_poll(uv_timer_t *t)
+{
+    admin_conn *c = t->data;
+    shared_state *sh = c->w->shared;
+    bool ready = true;
+    for (int i = 0; i < sh->worker_count && ready; i++) {
+        pthread_mutex_lock(&sh->workers[i].snapshot_lock);
+        ready = sh->workers[i].snapshot_gen >= c->snapshot_gen;
+        pthread_mutex_unlock(&sh->workers[i].snapshot_lock);
+    }
+    if (!ready && uv_now(t->loop) - c->snapshot_started < SNAPSHOT_WAIT_MS)
+        return;
+    uv_timer_stop(t);
+    json_t *all = json_array();
+    for (int i = 0; i < sh->worker_count; i++) {
+        pthread_mutex_lock(&sh->workers[i].snapshot_lock);
+        json_t *part =
+            sh->workers[i].snapshot_json ? json_loads(sh->workers[i].snapshot_json, 0, NULL) : NULL;
+        pthread_mutex_unlock(&sh->workers[i].snapshot_lock);
+        if (part)
+            json_array_extend(all, part);
+        json_decref(part);
+    }
+    json_t *doc = json_pack("{s:o}", "sessions", all);
+    char *text = json_dumps(doc, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+    json_decref(doc);
+    if (text)
+        respond(c, 200, "OK", "application/json", text, strlen(text));
+    else
+        respond_text(c, 500, "Internal Server Error", "cannot render sessions\n");
+    free(text);
+}
+
+static void serve_sessions(admin_conn *c)
+{
+    shared_state *sh = c->w->shared;
+    if (atomic_load(&sh->stopping)) {
+        respond_text(c, 503, "Service Unavailable", "stopping\n");
+        return;
+    }
+    c->snapshot_gen = atomic_fetch_add(&sh->snapshot_wanted, 1) + 1;
+    c->snapshot_started = uv_now(&c->w->loop);
+    for (int i = 0; i < sh->worker_count; i++)
+        worker_request_snapshot(&sh->workers[i]);
+    uv_timer_start(&c->timer, on_snapshot_poll, 1, 5);
+}
+
+static void route(admin_conn *c)
+{
+    char method[16], target[1024];
+    if (sscanf(c->buf, "%15s %1023s HTTP/1.", method, target) != 2) {
+        respond_text(c, 400, "Bad Request", "malformed request\n");
+        return;
+    }
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        respond_text(c, strcmp(method, "CONNECT") == 0 ? 403 : 405,
+                     strcmp(method, "CONNECT") == 0 ? "Forbidden" : "Method Not Allowed",
+                     "the admin port never proxies\n");
+        return;
+    }
+    if (target[0] != '/') {
+        respond_text(c, 403, "Forbidden", "the admin port never proxies\n");
+        return;
+    }
+    target[strcspn(target, "?")] = '\0';
+    shared_state *sh = c->w->shared;
+    if (strcmp(target, "/healthz") == 0) {
+        respond_text(c, 200, "OK", "ok\n");
+    } else if (strcmp(target, "/sessions") == 0) {
+        serve_sessions(c);
+    } else if (strcmp(target, "/metrics") == 0) {
+        size_t len = 0;
+        metrics_gauges g = {.active_sessions = atomic_load(&sh->connections),
+                            .log_dropped = access_log_dropped(sh->log)};
+        if (sh->leaves)
+            certs_cache_stats(sh->leaves, &g.leaf_hits, &g.leaf_misses, &g.leaf_entries);
+        char *text = metrics_render(&g, &len);
+        respond(c, 200, "OK", "text/plain; version=0.0.4", text ? text : "", text ? len : 0);
+        free(text);
+    } else if (strcmp(target, "/") == 0) {
+        respond(c, 200, "OK", "text/html; charset=utf-8", admin_page_html, strlen(admin_page_html));
+    } else {
+        local_page page;
+        if (local_page_find(sh, target, true, &page)) {
+            respond(c, 200, "OK", page.type, page.body, page.len);
+            free(page.owned);
+        } else {
+            respond_text(c, 404, "Not Found", "not found\n");
+        }
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    admin_conn *c = h->data;
+    (void)suggested;
+    buf->base = c->buf + c->len;
+    buf->len = sizeof c->buf - 1 - c->len;
+}
+
+static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
+{
+    admin_conn *c = stream->data;
+    (void)buf;
+    if (n < 0) {
+        conn_close(c);
+        return;
+    }
+    c->len += (size_t)n;
+    c->buf[c->len] = '\0';
+    if (strstr(c->buf, "\r\n\r\n") || strstr(c->buf, "\n\n"))
+        route(c);
+    else if (c->len == sizeof c->buf - 1)
+        respond_text(c, 431, "Request Header Fields Too Large", "request too large\n");
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    worker *w = server->data;
+    if (status < 0)
+        return;
+    admin_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return;
+    c->w = w;
+    uv_tcp_init(&w->loop, &c->tcp);
+    uv_timer_init(&w->loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    c->handles = 2;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
+        conn_close(c);
+}
+
+static void admin_close(worker *w)
+{
+    admin_state *a = w->admin;
+    if (a && !uv_is_closing((uv_handle_t *)&a->listener))
+        uv_close((uv_handle_t *)&a->listener, (uv_close_cb)free);
+    w->admin = NULL;
+}
+
+int admin_start(worker *w, char *err, size_t errlen)
+{
+    const config *cfg = &w->shared->cfg;
+    admin_state *a = calloc(1, sizeof *a);
+    if (!a)
+        return UV_ENOMEM;
+    uv_tcp_init(&w->loop, &a->listener);
+    a->listener.data = w;
+    int rc = uv_tcp_bind(&a->listener, (const struct sockaddr *)&cfg->admin.addr, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&a->listener, 128, on_connection);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot listen on admin %s: %s", cfg->admin.text, uv_strerror(rc));
+        uv_close((uv_handle_t *)&a->listener, (uv_close_cb)free);
+        return rc;
+    }
+    w->admin = a;
+    w->admin_close = admin_close;
+    return 0;
+}

@@ -1,0 +1,706 @@
+/* The HTTP front end: request heads from the client, local answers, and the dispatch of
+ * CONNECT and absolute-form requests (the head stage), and of origin-form requests inside a
+ * tunnel or intercepted TLS (the http stage). */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "auth.h"
+#include "http_internal.h"
+#include "local_pages.h"
+#include "url.h"
+#include "verdict.h"
+#include "worker.h"
+
+/* Client bytes held while a request is in flight; past this, reading stops until it resumes. */
+#define HELD_MAX (64 * 1024)
+
+static http_state *state(session *s)
+{
+    return s->st;
+}
+
+static size_t max_head(session *s)
+{
+    return (size_t)s->w->shared->cfg.max_header_bytes;
+}
+
+/* ---- llhttp callbacks ---- */
+
+static int on_message_begin(llhttp_t *p)
+{
+    session *s = p->data;
+    http_state *h = state(s);
+    head_reset(&h->head);
+    h->req_body_bytes = 0;
+    return 0;
+}
+
+static int append(llhttp_t *p, head_part part, const char *at, size_t len)
+{
+    session *s = p->data;
+    return head_append(&state(s)->head, part, at, len, max_head(s)) ? -1 : 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len)
+{
+    return append(p, HEAD_URL, at, len);
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    return append(p, HEAD_FIELD, at, len);
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    return append(p, HEAD_VALUE, at, len);
+}
+
+static int on_header_value_complete(llhttp_t *p)
+{
+    session *s = p->data;
+    head_value_done(&state(s)->head);
+    return 0;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    session *s = p->data;
+    http_state *h = state(s);
+    h->req_content_length = (p->flags & F_CONTENT_LENGTH) ? p->content_length : 0;
+    /* Stop here: the body goes nowhere until the request is allowed and an origin is open. */
+    return HPE_PAUSED;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+    session *s = p->data;
+    http_state *h = state(s);
+    h->req_body_bytes += len;
+    /* Only a forwarded request's body goes to an origin; a local answer's is read and dropped. */
+    if (h->kind == REQ_FORWARD)
+        http_forward_body(s, at, len);
+    return 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    session *s = p->data;
+    http_state *h = state(s);
+    if (h->kind == REQ_FORWARD)
+        http_forward_request_end(s);
+    h->request_done = true;
+    /* Pipelined requests wait until this one is answered. */
+    return HPE_PAUSED;
+}
+
+static const llhttp_settings_t request_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_header_value_complete = on_header_value_complete,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* ---- holding bytes while the parser waits ---- */
+
+static int hold(session *s, const char *at, size_t len)
+{
+    http_state *h = state(s);
+    if (len == 0)
+        return 0;
+    char *p = realloc(h->held, h->held_len + len);
+    if (!p)
+        return -1;
+    memcpy(p + h->held_len, at, len);
+    h->held = p;
+    h->held_len += len;
+    if (h->held_len > HELD_MAX)
+        leg_want_read(&s->client, false);
+    return 0;
+}
+
+/* ---- local answers ---- */
+
+static void reset_request(http_state *h)
+{
+    free(h->url);
+    h->url = NULL;
+    free(h->local_body);
+    h->local_body = NULL;
+    free(h->local_extra);
+    h->local_extra = NULL;
+    h->local_status = 0;
+    h->kind = REQ_NONE;
+    h->request_done = h->response_done = h->response_started = false;
+    h->response_chunked = h->response_until_close = h->upgrade_requested = false;
+    h->head_request = h->sent_on_reused = h->retried = h->auth_pending = false;
+    h->status = 0;
+    h->req_body_bytes = h->resp_bytes = 0;
+    head_release(&h->head);
+    head_release(&h->resp_head);
+}
+
+static void next_request(session *s);
+
+/* Writes a local answer prepared in h, ends its transaction, then the next request or the
+ * end of the connection. */
+static void send_local(session *s)
+{
+    http_state *h = state(s);
+    char head[1200];
+    bool keep_alive =
+        !h->local_close && !h->client_eof && llhttp_should_keep_alive(&h->req) && h->request_done;
+    int n = snprintf(
+        head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
+        h->local_status, h->local_reason, h->local_type, h->local_body_len,
+        h->local_extra ? h->local_extra : "", keep_alive ? "" : "Connection: close\r\n");
+    uv_buf_t parts[2] = {uv_buf_init(head, (unsigned)n),
+                         uv_buf_init(h->local_body ? h->local_body : "",
+                                     h->head_request ? 0 : (unsigned)h->local_body_len)};
+    leg_writev(&s->client, parts, 2);
+    s->t.status = h->local_status;
+    s->t.bytes_from_client = h->head.wire + h->req_body_bytes;
+    s->t.bytes_from_server = h->head_request ? 0 : h->local_body_len;
+    txn_end(s);
+    if (!keep_alive) {
+        session_end(s);
+        return;
+    }
+    next_request(s);
+}
+
+static void prepare_local(session *s, int status, const char *reason, const char *type,
+                          const char *body, size_t len, bool close)
+{
+    http_state *h = state(s);
+    h->kind = REQ_LOCAL;
+    h->local_status = status;
+    h->local_reason = reason;
+    h->local_type = type;
+    free(h->local_body);
+    h->local_body = malloc(len ? len : 1);
+    if (h->local_body && len)
+        memcpy(h->local_body, body, len);
+    h->local_body_len = h->local_body ? len : 0;
+    h->local_close = close;
+}
+
+void http_answer(session *s, int status, const char *reason, const char *fmt, ...)
+{
+    http_state *h = state(s);
+    char body[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(body, sizeof body, fmt, ap);
+    va_end(ap);
+    if (!s->t.open)
+        txn_begin(s, true, h->method[0] ? h->method : NULL, h->url);
+    if (status >= 400 && status != 407 && status != 403)
+        txn_fail(s, "%s", body);
+    else if (status == 403 || status == 407)
+        s->t.action = "denied";
+    if (h->response_started) {
+        /* Too late for a status: the client sees the connection end. */
+        session_abort(s, body);
+        return;
+    }
+    prepare_local(s, status, reason, "text/plain; charset=utf-8", body, strlen(body), true);
+    if (status == 407) {
+        char extra[300];
+        snprintf(extra, sizeof extra, "Proxy-Authenticate: Basic realm=\"%s\"\r\n",
+                 s->w->shared->cfg.realm);
+        h->local_extra = strdup(extra);
+    }
+    /* An error ends the connection: what the client still sends is read and dropped. */
+    send_local(s);
+}
+
+/* ---- feeding the parser ---- */
+
+static void dispatch(session *s);
+static void after_message(session *s);
+
+static void feed(session *s, const char *buf, size_t len)
+{
+    http_state *h = state(s);
+    llhttp_errno_t err = llhttp_execute(&h->req, buf, len);
+    if (s->ending || s->st != h)
+        return;
+    if (err == HPE_OK)
+        return;
+    if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+        const char *pos = llhttp_get_error_pos(&h->req);
+        size_t used = pos ? (size_t)(pos - buf) : len;
+        h->paused = true;
+        if (hold(s, buf + used, len - used) != 0) {
+            session_abort(s, "out of memory");
+            return;
+        }
+        if (h->request_done)
+            after_message(s);
+        else if (h->kind == REQ_NONE)
+            dispatch(s);
+        return;
+    }
+    if (h->head.overflow) {
+        http_answer(s, 431, "Request Header Fields Too Large",
+                    "request head larger than max_header_bytes (%d)\n",
+                    s->w->shared->cfg.max_header_bytes);
+        return;
+    }
+    if (h->head.too_many) {
+        http_answer(s, 431, "Request Header Fields Too Large", "more than %d header fields\n",
+                    HEAD_MAX_HEADERS);
+        return;
+    }
+    http_answer(s, 400, "Bad Request", "malformed request: %s\n", llhttp_get_error_reason(&h->req));
+}
+
+static void client_eof(session *s, ssize_t n)
+{
+    http_state *h = state(s);
+    if (h->kind == REQ_NONE && h->head.wire == 0 && h->held_len == 0) {
+        session_end(s); /* a client that is done: nothing to answer */
+        return;
+    }
+    if (h->kind == REQ_NONE) {
+        http_answer(s, 400, "Bad Request", "connection closed before the request head ended\n");
+        return;
+    }
+    if (h->request_done) {
+        /* The client half-closed after its request: finish the answer, then close. */
+        h->client_keep_alive = false;
+        h->client_eof = true;
+        return;
+    }
+    if (n != UV_EOF) {
+        char reason[160];
+        snprintf(reason, sizeof reason, "client: %s", uv_strerror((int)n));
+        session_abort(s, reason);
+        return;
+    }
+    h->client_eof = true;
+    if (h->kind == REQ_FORWARD && h->response_started)
+        return; /* the answer goes on; the request was cut short */
+    txn_fail(s, "the client closed the connection before its request ended");
+    session_end(s);
+}
+
+void http_resume_client(session *s)
+{
+    http_state *h = state(s);
+    if (!h->paused) {
+        leg_want_read(&s->client, true);
+        return;
+    }
+    llhttp_errno_t e = llhttp_get_errno(&h->req);
+    if (e == HPE_PAUSED)
+        llhttp_resume(&h->req);
+    else if (e == HPE_PAUSED_UPGRADE)
+        llhttp_resume_after_upgrade(&h->req);
+    char *held = h->held;
+    size_t n = h->held_len;
+    h->held = NULL;
+    h->held_len = 0;
+    h->paused = false;
+    /* Even with no bytes: a message paused at its head completes on the next execute. */
+    feed(s, held ? held : "", n);
+    free(held);
+    if (s->ending || s->st != h || h->paused)
+        return;
+    if (s->client.eof) {
+        client_eof(s, UV_EOF);
+        return;
+    }
+    leg_want_read(&s->client, true);
+}
+
+static void next_request(session *s)
+{
+    http_state *h = state(s);
+    reset_request(h);
+    s->idle = true;
+    session_deadline(s, (uint64_t)s->w->shared->cfg.idle_timeout_s * 1000);
+    http_resume_client(s);
+}
+
+bool http_exchange_complete(const http_state *h)
+{
+    return h->request_done && h->response_done;
+}
+
+void http_exchange_done(session *s)
+{
+    http_state *h = state(s);
+    s->t.status = h->status;
+    s->t.bytes_from_client = h->head.wire + h->req_body_bytes;
+    s->t.bytes_from_server = h->resp_bytes;
+    txn_end(s);
+    bool origin_reusable = h->origin_keep_alive && !h->response_until_close;
+    if (!origin_reusable) {
+        h->origin_ready = false;
+        leg_close_graceful(&s->origin);
+    }
+    if (!h->client_keep_alive || h->client_eof) {
+        session_end(s);
+        return;
+    }
+    next_request(s);
+}
+
+/* The request parser stopped at a message's end. */
+static void after_message(session *s)
+{
+    http_state *h = state(s);
+    if (h->kind == REQ_LOCAL) {
+        send_local(s);
+        return;
+    }
+    if (h->kind == REQ_FORWARD && http_exchange_complete(h))
+        http_exchange_done(s);
+}
+
+/* ---- dispatch ---- */
+
+static void decide(session *s);
+
+typedef struct {
+    uv_work_t req;
+    session *s;
+    char *header;
+    size_t len;
+    char user[128];
+    bool ok;
+} auth_job;
+
+static void on_auth_work(uv_work_t *req)
+{
+    auth_job *job = req->data;
+    /* The job owns its copies: nothing of the session is touched off the loop. */
+    job->ok =
+        auth_check(job->s->w->shared->auth, job->header, job->len, job->user, sizeof job->user);
+}
+
+static void on_auth_done(uv_work_t *req, int status)
+{
+    auth_job *job = req->data;
+    session *s = job->s;
+    if (!s->ending && s->st && (s->stage == stage_table[STAGE_HEAD])) {
+        http_state *h = state(s);
+        h->auth_pending = false;
+        if (status == 0 && job->ok) {
+            snprintf(s->user, sizeof s->user, "%s", job->user);
+            decide(s);
+        } else {
+            http_answer(s, 407, "Proxy Authentication Required", "proxy authentication required\n");
+        }
+    }
+    free(job->header);
+    free(job);
+    session_unref(s);
+}
+
+/* Proxy authentication; true when the request may go on now (else it resumes later). */
+static bool authenticate(session *s)
+{
+    shared_state *sh = s->w->shared;
+    http_state *h = state(s);
+    if (!sh->auth || h->inner)
+        return true;
+    size_t len;
+    const char *v = head_get(&h->head, "Proxy-Authorization", &len);
+    if (!v) {
+        http_answer(s, 407, "Proxy Authentication Required", "proxy authentication required\n");
+        return false;
+    }
+    if (auth_check_cached(sh->auth, v, len, s->user, sizeof s->user))
+        return true;
+    auth_job *job = calloc(1, sizeof *job);
+    if (job)
+        job->header = malloc(len + 1);
+    if (!job || !job->header) {
+        if (job)
+            free(job);
+        session_abort(s, "out of memory");
+        return false;
+    }
+    memcpy(job->header, v, len);
+    job->header[len] = '\0';
+    job->len = len;
+    job->s = s;
+    job->req.data = job;
+    session_ref(s);
+    h->auth_pending = true;
+    if (uv_queue_work(&s->w->loop, &job->req, on_auth_work, on_auth_done) != 0) {
+        free(job->header);
+        free(job);
+        session_unref(s);
+        session_abort(s, "cannot queue the credential check");
+    }
+    return false;
+}
+
+static void decide(session *s)
+{
+    http_state *h = state(s);
+    bool is_connect = strcmp(h->method, "CONNECT") == 0;
+    if (!session_policy(s, POLICY_CP_REQUEST, is_connect ? s->target_host : h->host, h->method,
+                        NULL)) {
+        policy_where r = s->t.rule;
+        if (r.file)
+            http_answer(s, 403, "Forbidden", "denied by policy rule %s:%d\n", r.file, r.line);
+        else
+            http_answer(s, 403, "Forbidden",
+                        "denied by the default policy ([policy] default = deny)\n");
+        return;
+    }
+    if (is_connect) {
+        /* Bytes the client sent after the CONNECT head go to the tunnel. */
+        session_enter(s, STAGE_CONNECT, h->held, h->held_len);
+        return;
+    }
+    http_forward(s);
+}
+
+static void strip_trailing_dot(char *host)
+{
+    size_t n = strlen(host);
+    if (n > 1 && host[n - 1] == '.')
+        host[n - 1] = '\0';
+}
+
+/* Inside a tunnel the origin is fixed; url.host is the Host header's name. */
+static void dispatch_inner(session *s)
+{
+    http_state *h = state(s);
+    txn_begin(s, true, h->method, NULL);
+    if (h->url[0] != '/' && !(h->url[0] == '*' && h->url[1] == '\0')) {
+        http_answer(s, 400, "Bad Request", "expected an origin-form request inside the tunnel\n");
+        return;
+    }
+    unsigned hosts = head_count(&h->head, "Host");
+    if (hosts > 1) {
+        http_answer(s, 400, "Bad Request", "more than one Host header\n");
+        return;
+    }
+    if (hosts == 1) {
+        size_t hl = 0;
+        const char *host = head_get(&h->head, "Host", &hl);
+        char authority[300];
+        url_parts u;
+        snprintf(authority, sizeof authority, "%.*s", (int)hl, host);
+        if (hl >= sizeof authority || url_parse_host_header(authority, &u) != 0) {
+            http_answer(s, 400, "Bad Request", "the Host header does not parse\n");
+            return;
+        }
+        snprintf(h->host, sizeof h->host, "%s", u.host);
+        h->port = u.port;
+    } else {
+        snprintf(h->host, sizeof h->host, "%s", s->sni[0] ? s->sni : s->target_host);
+        h->port = 0;
+    }
+    strip_trailing_dot(h->host);
+    const char *scheme = s->intercepted ? "https" : "http";
+    uint16_t port = s->target_port;
+    bool default_port = port == (s->intercepted ? 443 : 80);
+    bool v6 = strchr(h->host, ':') != NULL;
+    char *full = NULL;
+    int n = default_port
+                ? asprintf(&full, v6 ? "%s://[%s]%s" : "%s://%s%s", scheme, h->host, h->url)
+                : asprintf(&full, v6 ? "%s://[%s]:%u%s" : "%s://%s:%u%s", scheme, h->host, port,
+                           h->url);
+    if (n < 0) {
+        session_abort(s, "out of memory");
+        return;
+    }
+    free(s->t.url);
+    s->t.url = full;
+    h->request_path = h->url;
+    decide(s);
+}
+
+static void dispatch(session *s)
+{
+    http_state *h = state(s);
+    const http_head *hd = &h->head;
+    session_deadline_stop(s);
+    s->idle = false;
+    h->kind = REQ_WAIT;
+    snprintf(h->method, sizeof h->method, "%s",
+             llhttp_method_name((llhttp_method_t)llhttp_get_method(&h->req)));
+    free(h->url);
+    h->url = strndup(hd->buf ? hd->buf + hd->url_off : "", hd->url_len);
+    if (!h->url) {
+        session_abort(s, "out of memory");
+        return;
+    }
+    h->head_request = strcmp(h->method, "HEAD") == 0;
+    h->client_keep_alive = llhttp_should_keep_alive(&h->req);
+    if (h->inner) {
+        dispatch_inner(s);
+        return;
+    }
+    url_parts u;
+    if (strcmp(h->method, "CONNECT") == 0) {
+        txn_begin(s, false, "CONNECT", h->url);
+        if (url_parse_authority(h->url, &u) != 0) {
+            http_answer(s, 400, "Bad Request", "CONNECT needs host:port, got '%s'\n", h->url);
+            return;
+        }
+        strip_trailing_dot(u.host);
+        snprintf(s->target_host, sizeof s->target_host, "%s", u.host);
+        s->target_port = u.port;
+    } else if (h->url[0] == '/') {
+        txn_begin(s, true, h->method, h->url);
+        char path[256];
+        snprintf(path, sizeof path, "%.*s", (int)strcspn(h->url, "?"), h->url);
+        local_page page;
+        bool get = strcmp(h->method, "GET") == 0 || h->head_request;
+        if (!get || !local_page_find(s->w->shared, path, false, &page)) {
+            http_answer(s, 400, "Bad Request",
+                        "this is a proxy: send absolute-form requests (GET http://host/path); "
+                        "it serves /proxy.pac, /wpad.dat and /handoff-ca.crl itself\n");
+            return;
+        }
+        prepare_local(s, 200, "OK", page.type, page.body, page.len, false);
+        free(page.owned);
+        /* The answer goes out at the request's end: its body, if any, is read and dropped. */
+        http_resume_client(s);
+        return;
+    } else {
+        txn_begin(s, true, h->method, h->url);
+        if (url_parse_absolute(h->url, &u) != 0) {
+            http_answer(s, 400, "Bad Request", "unsupported request target '%s'\n", h->url);
+            return;
+        }
+        strip_trailing_dot(u.host);
+        snprintf(h->host, sizeof h->host, "%s", u.host);
+        h->port = u.port;
+        h->request_path = h->url + (u.path - h->url);
+        snprintf(s->target_host, sizeof s->target_host, "%s", u.host);
+        s->target_port = u.port;
+    }
+    if (authenticate(s))
+        decide(s);
+}
+
+/* ---- the stage ---- */
+
+static void begin(session *s, bool inner, const char *replay, size_t len)
+{
+    http_state *h = state(s);
+    h->inner = inner;
+    llhttp_init(&h->req, HTTP_REQUEST, &request_settings);
+    h->req.data = s;
+    session_deadline(s, (uint64_t)s->w->shared->cfg.header_timeout_s * 1000);
+    if (!inner && atomic_load(&s->w->shared->connections) > s->w->shared->cfg.max_connections) {
+        http_answer(s, 503, "Service Unavailable", "the proxy has reached max_connections (%d)\n",
+                    s->w->shared->cfg.max_connections);
+        return;
+    }
+    leg_want_read(&s->client, true);
+    if (len)
+        feed(s, replay, len);
+    if (!s->ending && s->st == h && !h->paused && s->client.eof)
+        client_eof(s, UV_EOF);
+}
+
+static void head_enter(session *s, const char *replay, size_t len)
+{
+    begin(s, false, replay, len);
+}
+
+static void http_enter(session *s, const char *replay, size_t len)
+{
+    /* Each inner request gets its own line; the tunnel that carried them gets none. */
+    s->t.open = false;
+    s->tunneled = false;
+    http_state *h = state(s);
+    /* The tunnel's origin connection serves the first request. */
+    if (s->origin.open && !s->origin.finishing && !s->upstream_error) {
+        h->origin_ready = true;
+        snprintf(h->origin_key, sizeof h->origin_key, "%s:%u", s->target_host, s->target_port);
+    }
+    begin(s, true, replay, len);
+}
+
+static void on_data(session *s, leg *l, const char *buf, ssize_t n)
+{
+    http_state *h = state(s);
+    if (!l->is_client) {
+        http_origin_data(s, buf, n);
+        return;
+    }
+    if (n < 0) {
+        if (h->paused && !h->request_done) {
+            h->client_eof = true;
+            if (h->kind == REQ_WAIT || h->kind == REQ_LOCAL) {
+                txn_fail(s, "the client closed the connection before its request ended");
+                session_end(s);
+            }
+            return;
+        }
+        client_eof(s, n);
+        return;
+    }
+    if (h->paused) {
+        /* A request is in flight: hold what the client sends meanwhile, up to a bound. */
+        if (hold(s, buf, (size_t)n) != 0)
+            session_abort(s, "out of memory");
+        return;
+    }
+    if (h->kind == REQ_NONE && s->idle) {
+        s->idle = false;
+        session_deadline(s, (uint64_t)s->w->shared->cfg.header_timeout_s * 1000);
+    }
+    feed(s, buf, (size_t)n);
+}
+
+static void on_deadline(session *s)
+{
+    http_state *h = state(s);
+    if (h->kind == REQ_FORWARD) {
+        http_forward_deadline(s);
+        return;
+    }
+    if (h->kind == REQ_NONE && s->idle) {
+        session_end(s); /* an idle keep-alive connection: nothing to log */
+        return;
+    }
+    http_answer(s, 408, "Request Timeout", "request head not complete within %d s\n",
+                s->w->shared->cfg.header_timeout_s);
+}
+
+static void leave(session *s)
+{
+    http_state *h = state(s);
+    reset_request(h);
+    free(h->held);
+    h->held = NULL;
+}
+
+const stage head_stage = {
+    .name = "request",
+    .state_size = sizeof(http_state),
+    .enter = head_enter,
+    .on_data = on_data,
+    .on_deadline = on_deadline,
+    .leave = leave,
+};
+
+const stage http_stage = {
+    .name = "http",
+    .state_size = sizeof(http_state),
+    .enter = http_enter,
+    .on_data = on_data,
+    .on_deadline = on_deadline,
+    .leave = leave,
+};
