@@ -50,6 +50,8 @@ extern const char names_err_sni_ip_literal[];
  * Canonicalises a bare host p[0..n) (not NUL-terminated): a name, any IPv4 spelling inet_aton
  * accepts, or an IPv6 address with or without brackets (zone ids refused). v4-mapped IPv6
  * becomes IPv4. A name whose last label is a number but that is no IPv4 address is refused.
+ * Names: ASCII letters, digits, `-`, `_` and `.` (hyphens anywhere in a label, as browsers
+ * accept), labels of 1..63 bytes, at most 253 bytes; A-labels (xn--) pass as they are.
  */
 const char *names_host_canonical(const char *p, size_t n, names_host *out);
 
