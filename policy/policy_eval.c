@@ -240,12 +240,12 @@ struct layer_match policy_layer_match_scan(const struct layer *layer, const poli
     struct layer_match m = {NULL, false};
     for (size_t r = 0; r < layer->rule_count; r++) {
         const struct rule *rule = &layer->rules[r];
-        if (identity_pending && rule->names_identity)
-            m.needs_identity = true;
         if (rule_matches(rule, facts, true)) {
             m.rule = rule;
             return m;
         }
+        if (identity_pending && rule->names_identity)
+            m.needs_identity = true;
     }
     return m;
 }
