@@ -154,6 +154,17 @@ __attribute__((format(printf, 3, 4))) static void report(struct parser *ps, size
 
 /* ---- values ---- */
 
+/* Arrays grow by doubling, without storing a capacity: one of count elements has room for the
+ * next power of two, so it is reallocated only when count is 0 or a power of two. Blocklists of
+ * 100,000 rules or values then compile in linear time. Returns the array with room for one more,
+ * or NULL (the array untouched) when out of memory. */
+static void *grow(void *items, size_t count, size_t size)
+{
+    if (count & (count - 1))
+        return items;
+    return realloc(items, (count ? count * 2 : 1) * size);
+}
+
 static char *copy_span(struct span t, char (*map)(char))
 {
     size_t n = span_len(t);
@@ -408,7 +419,7 @@ static bool condition_add_value(struct parser *ps, struct condition *c, struct s
     union cond_value v;
     if (!parse_value(ps, c->kind, t, &v))
         return false;
-    union cond_value *values = realloc(c->values, (c->value_count + 1) * sizeof *values);
+    union cond_value *values = grow(c->values, c->value_count, sizeof *values);
     if (!values) {
         if (policy_cond_has_text(c->kind))
             free(v.text);
@@ -772,7 +783,7 @@ static void parse_rule(struct parser *ps, struct span line)
     }
     if (ok && ps->state == IN_LAYER) {
         struct layer *l = &ps->p->layers[ps->p->layer_count - 1];
-        struct rule *rules = realloc(l->rules, (l->rule_count + 1) * sizeof *rules);
+        struct rule *rules = grow(l->rules, l->rule_count, sizeof *rules);
         if (rules) {
             l->rules = rules;
             l->rules[l->rule_count++] = r;
