@@ -3,15 +3,15 @@
  * Where each property may be written (anything else is a compile error, as in ProxySG, whose
  * <SSL-Intercept> layer only decides interception and whose ALLOW/DENY live in <Proxy>):
  *
- *   property                         <proxy>   <ssl-intercept>
- *   ALLOW, DENY                        yes        no
- *   detect_protocol(all|none)          yes        no   (decided with the request, checkpoint 1)
- *   ssl.forward_proxy(no|https|yes)    no         yes
- *   tunnel_on_protocol_error(yes|no)   yes        yes
- *   ssl.verify_server(yes|no)          yes        yes
- *   authenticate(no)                   yes        no   (SPEC 4.1: no 407 for this request)
- *   ssl.check_revocation(auto|ocsp|crl|no)  no   yes  (SPEC 6.2: origin certificate revocation)
- *   ssl.http2(yes|no)                  no         yes  (SPEC 6.1: offer h2 on the client leg)
+ *   property                                <proxy>  <ssl-intercept>
+ *   ALLOW, DENY                               yes       no
+ *   detect_protocol(all|none)                 yes       no   (decided with the request, cp 1)
+ *   ssl.forward_proxy(no|https|yes)           no        yes
+ *   tunnel_on_protocol_error(yes|no)          yes       yes
+ *   ssl.verify_server(yes|no)                 yes       yes
+ *   authenticate(no)                          yes       no   (SPEC 4.1: no 407 for the request)
+ *   ssl.check_revocation(auto|ocsp|crl|no)    no        yes  (SPEC 6.2: origin revocation)
+ *   ssl.http2(yes|no)                         no        yes  (SPEC 6.1: h2 on the client leg)
  *
  * Every condition may appear in both layer types; one on a fact unknown at that checkpoint
  * simply does not match. Names, layer headers and property values are case-insensitive; user=
