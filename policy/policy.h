@@ -132,8 +132,9 @@ void policy_evaluate(const policy *p, const policy_facts *facts, policy_checkpoi
  * Same as policy_evaluate, and writes to out, one line per layer consulted at cp:
  *   "  layer <proxy> FILE:LINE: rule FILE:LINE matched (ALLOW)" or "... no rule matched".
  * When the user is known, each matching rule with a group= condition adds a line
- *   "    group=NAME matched for user USER" naming the group that matched; a layer that needs the
- * identity adds "    needs the identity: rule FILE:LINE names user or group".
+ *   "    group=NAME matched for user USER" per group of the list the user is in, or for
+ * group=!(...) "    group=! matched: user USER is in none of NAME NAME"; a layer that needs the
+ * identity adds "    needs the identity: rule FILE:LINE names user or group" (its first such rule).
  */
 void policy_explain(const policy *p, const policy_facts *facts, policy_checkpoint cp,
                     policy_decision *decision, FILE *out);

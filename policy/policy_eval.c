@@ -178,8 +178,10 @@ static bool condition_matches_scan(const struct condition *c, const policy_facts
 static bool set_matches(const struct condition *c, struct host_view h)
 {
     size_t count;
-    if (c->kind == COND_URL_HOST)
-        return policy_str_index_find(c->set, h.s, h.n, &count), count > 0;
+    if (c->kind == COND_URL_HOST) {
+        policy_str_index_find(c->set, h.s, h.n, &count);
+        return count > 0;
+    }
     for (size_t i = 0; i < h.n; i++) {
         if (i > 0 && h.s[i - 1] != '.')
             continue;
