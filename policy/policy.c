@@ -70,6 +70,7 @@ void policy_errors_free(policy_errors *errs)
 
 void policy_condition_free(struct condition *c)
 {
+    policy_condition_set_free(c);
     if (policy_cond_has_text(c->kind))
         for (size_t v = 0; v < c->value_count; v++)
             free(c->values[v].text);
@@ -91,6 +92,7 @@ void policy_free(policy *p)
             free(rule->conditions);
         }
         free(layer->rules);
+        policy_index_free_layer(layer);
     }
     free(p->layers);
     free(p->file);

@@ -3,19 +3,27 @@
  * Where each property may be written (anything else is a compile error, as in ProxySG, whose
  * <SSL-Intercept> layer only decides interception and whose ALLOW/DENY live in <Proxy>):
  *
- *   property                         <proxy>   <ssl-intercept>
- *   ALLOW, DENY                        yes        no
- *   detect_protocol(all|none)          yes        no   (decided with the request, checkpoint 1)
- *   ssl.forward_proxy(no|https|yes)    no         yes
- *   tunnel_on_protocol_error(yes|no)   yes        yes
- *   ssl.verify_server(yes|no)          yes        yes
+ *   property                                <proxy>  <ssl-intercept>
+ *   ALLOW, DENY                               yes       no
+ *   detect_protocol(all|none)                 yes       no   (decided with the request, cp 1)
+ *   ssl.forward_proxy(no|https|yes)           no        yes
+ *   tunnel_on_protocol_error(yes|no)          yes       yes
+ *   ssl.verify_server(yes|no)                 yes       yes
+ *   authenticate(no)                          yes       no   (SPEC 4.1: no 407 for the request)
+ *   ssl.check_revocation(auto|ocsp|crl|no)    no        yes  (SPEC 6.2: origin revocation)
+ *   ssl.http2(yes|no)                         no        yes  (SPEC 6.1: h2 on the client leg)
  *
  * Every condition may appear in both layer types; one on a fact unknown at that checkpoint
  * simply does not match. Names, layer headers and property values are case-insensitive; user=
- * compares exactly. A rule must set at least one property: a rule of conditions alone is
- * reported as an error (most likely a forgotten ALLOW/DENY). Hosts in url.domain/url.host may
- * carry a trailing dot, url.domain also a leading one (".example.com" means example.com).
- * client.address takes an address or a CIDR; host bits under the prefix are ignored.
+ * and group= compare exactly. group= is known only when user is; proxy.mode= takes transparent
+ * or explicit. url.host and url.domain values that are IP literals are kept in the canonical form
+ * of SPEC section 4 (any inet_aton spelling as a dotted quad, IPv6 as RFC 5952, v4-mapped IPv6
+ * as IPv4), so url.host=0x7f.2 is the fact 127.0.0.2. client.address=::ffff:a.b.c.d/N (N >= 96)
+ * is the IPv4 block a.b.c.d/(N-96); a v4-mapped client address is compared as IPv4. A rule must set
+ * at least one property: a rule of conditions alone is reported as an error (most likely a
+ * forgotten ALLOW/DENY). Hosts in url.domain/url.host may carry a trailing dot, url.domain also a
+ * leading one (".example.com" means example.com). client.address takes an address or a CIDR; host
+ * bits under the prefix are ignored.
  */
 #ifndef HANDOFF_POLICY_H
 #define HANDOFF_POLICY_H
@@ -42,12 +50,25 @@ typedef struct {
     const char *protocol;          /* client.protocol: ms-turn ssl turn sip http https tcp */
     int tunneled;                  /* -1 unknown, 0 no, 1 yes */
     const char *user;              /* authenticated user name */
+    const char *const *groups;     /* the user's groups; ignored (unknown) while user is */
+    size_t group_count;
+    const char *mode; /* proxy.mode: "transparent" or "explicit" */
+    /* Set on the authenticate(no) path of SPEC 4.1: the identity will never be known, so rules
+     * naming user or group do not match and do not make the decision need the identity. */
+    bool identity_withheld;
 } policy_facts;
 
 typedef enum { POLICY_UNSET = 0, POLICY_ALLOW, POLICY_DENY } policy_verdict;
 typedef enum { DETECT_PROTO_UNSET = 0, DETECT_PROTO_ALL, DETECT_PROTO_NONE } policy_detect;
 typedef enum { SSL_FP_UNSET = 0, SSL_FP_NO, SSL_FP_HTTPS, SSL_FP_YES } policy_ssl_forward;
 typedef enum { TRI_UNSET = 0, TRI_YES, TRI_NO } policy_tri;
+typedef enum {
+    REVOCATION_UNSET = 0,
+    REVOCATION_AUTO,
+    REVOCATION_OCSP,
+    REVOCATION_CRL,
+    REVOCATION_NO,
+} policy_revocation;
 
 /** Where a rule lives. */
 typedef struct {
@@ -63,6 +84,12 @@ typedef struct {
     policy_ssl_forward ssl_forward_proxy;
     policy_tri tunnel_on_protocol_error;
     policy_tri verify_server;
+    policy_tri authenticate;            /* TRI_NO from authenticate(no); never TRI_YES */
+    policy_revocation check_revocation; /* ssl.check_revocation() */
+    policy_tri http2;                   /* ssl.http2() */
+    /* Checkpoint 1 with user unknown (and identity_withheld false): some layer reached a rule
+     * naming user or group before any of its rules matched, so the client must authenticate. */
+    bool needs_identity;
     policy_where last_rule; /* the last matching rule that set any property */
 } policy_decision;
 
@@ -104,6 +131,10 @@ void policy_evaluate(const policy *p, const policy_facts *facts, policy_checkpoi
 /**
  * Same as policy_evaluate, and writes to out, one line per layer consulted at cp:
  *   "  layer <proxy> FILE:LINE: rule FILE:LINE matched (ALLOW)" or "... no rule matched".
+ * When the user is known, each matching rule with a group= condition adds a line
+ *   "    group=NAME matched for user USER" per group of the list the user is in, or for
+ * group=!(...) "    group=! matched: user USER is in none of NAME NAME"; a layer that needs the
+ * identity adds "    needs the identity: rule FILE:LINE names user or group" (its first such rule).
  */
 void policy_explain(const policy *p, const policy_facts *facts, policy_checkpoint cp,
                     policy_decision *decision, FILE *out);

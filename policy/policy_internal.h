@@ -20,6 +20,8 @@ typedef enum {
     COND_CLIENT_PROTOCOL,
     COND_TUNNELED,
     COND_USER,
+    COND_GROUP,
+    COND_PROXY_MODE,
 } cond_kind;
 
 /** An address block: family AF_INET (4 bytes) or AF_INET6 (16 bytes), host bits cleared. */
@@ -36,11 +38,26 @@ union cond_value {
     struct cidr cidr;
 };
 
+/**
+ * An open-addressing hash from strings (compared ASCII case-insensitively, keys stored lower-case)
+ * to a run of rule numbers in ascending order. Keys point into condition values it does not own.
+ */
+struct str_index {
+    size_t mask; /* slot count - 1, a power of two minus one */
+    struct str_slot {
+        const char *key; /* NULL: empty */
+        size_t len;
+        uint32_t first, count; /* ids[first .. first + count) */
+    } * slots;
+    uint32_t *ids;
+};
+
 struct condition {
     cond_kind kind;
     bool negated;
     size_t value_count;
     union cond_value *values; /* matched when any value matches (none, if negated) */
+    struct str_index *set;    /* url.domain/url.host with many values: the values as a set */
 };
 
 struct rule {
@@ -53,6 +70,22 @@ struct rule {
     policy_ssl_forward ssl_forward_proxy;
     policy_tri tunnel_on_protocol_error;
     policy_tri verify_server;
+    policy_tri authenticate;
+    policy_revocation check_revocation;
+    policy_tri http2;
+    bool names_identity; /* has a user= or group= condition */
+};
+
+/**
+ * Per layer, which rules may match a host: rules with a positive url.host (url.domain)
+ * condition are listed under each of its values in hosts (domains); every other rule is in
+ * others. Each list is in rule order, so merging them keeps first-match semantics.
+ */
+struct layer_index {
+    struct str_index hosts, domains;
+    uint32_t *others;
+    size_t other_count;
+    size_t first_identity_rule; /* index of the first rule naming user/group, or SIZE_MAX */
 };
 
 struct layer {
@@ -60,6 +93,7 @@ struct layer {
     int line;
     size_t rule_count;
     struct rule *rules;
+    struct layer_index index;
 };
 
 struct policy {
@@ -75,14 +109,48 @@ static inline bool policy_cond_has_text(cond_kind kind)
     return kind != COND_URL_PORT && kind != COND_CLIENT_ADDRESS && kind != COND_TUNNELED;
 }
 
+/** Alternative lists longer than this get a hash set (url.domain and url.host). */
+#define POLICY_SET_MIN_VALUES 8
+
+/** Builds the indexes of every layer and large condition; false when out of memory. */
+bool policy_index_build(policy *p);
+
+/** Frees what policy_index_build made for one layer (not its conditions' sets). */
+void policy_index_free_layer(struct layer *layer);
+
+/** Frees the value set of a condition, if it has one. */
+void policy_condition_set_free(struct condition *c);
+
+/** The rule numbers stored for key s[0..n), or NULL with *count 0. */
+const uint32_t *policy_str_index_find(const struct str_index *ix, const char *s, size_t n,
+                                      size_t *count);
+
 /** Frees the values of a condition (not the condition itself). */
 void policy_condition_free(struct condition *c);
 
 /** Whether layers of this type are consulted at checkpoint cp. */
 bool policy_layer_consulted(layer_type type, policy_checkpoint cp);
 
-/** The first rule of the layer whose conditions all match, or NULL. */
-const struct rule *policy_layer_match(const struct layer *layer, const policy_facts *facts);
+/** Outcome of matching one layer. */
+struct layer_match {
+    const struct rule *rule; /* the first rule whose conditions all match, or NULL */
+    bool needs_identity;     /* a rule naming user/group comes before it (see policy.h) */
+};
+
+/** Matches a layer through its index. identity_pending: the user is unknown and may become
+ * known (checkpoint 1, identity not withheld). */
+struct layer_match policy_layer_match(const struct layer *layer, const policy_facts *facts,
+                                      bool identity_pending);
+
+/** The same by testing every rule in order, every value in turn: the reference semantics. */
+struct layer_match policy_layer_match_scan(const struct layer *layer, const policy_facts *facts,
+                                           bool identity_pending);
+
+/** Whether the user may still become known at cp (SPEC 4.1). */
+bool policy_identity_pending(const policy_facts *facts, policy_checkpoint cp);
+
+/** Whether the condition holds for the facts (through its value set when it has one). */
+bool policy_condition_matches(const struct condition *c, const policy_facts *facts);
 
 /** Copies every property the rule sets into out, recording where it came from. */
 void policy_apply_rule(const policy *p, const struct rule *rule, policy_decision *out);

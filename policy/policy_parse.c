@@ -4,6 +4,7 @@
 #include "policy_internal.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,6 +154,17 @@ __attribute__((format(printf, 3, 4))) static void report(struct parser *ps, size
 
 /* ---- values ---- */
 
+/* Arrays grow by doubling, without storing a capacity: one of count elements has room for the
+ * next power of two, so it is reallocated only when count is 0 or a power of two. Blocklists of
+ * 100,000 rules or values then compile in linear time. Returns the array with room for one more,
+ * or NULL (the array untouched) when out of memory. */
+static void *grow(void *items, size_t count, size_t size)
+{
+    if (count & (count - 1))
+        return items;
+    return realloc(items, (count ? count * 2 : 1) * size);
+}
+
 static char *copy_span(struct span t, char (*map)(char))
 {
     size_t n = span_len(t);
@@ -182,19 +194,50 @@ static bool valid_host(struct span t, bool allow_colon)
     return prev != '.';
 }
 
+/* An IP literal in the canonical form of SPEC section 4 (what the caller's facts are in):
+ * any inet_aton spelling as a dotted quad, IPv6 as inet_ntop writes it, v4-mapped as IPv4.
+ * False when h is not an IP literal. */
+static bool canonical_ip(struct span h, char *out, size_t cap)
+{
+    char buf[INET6_ADDRSTRLEN + 1];
+    if (span_len(h) == 0 || span_len(h) >= sizeof buf)
+        return false;
+    memcpy(buf, span_ptr(h), span_len(h));
+    buf[span_len(h)] = '\0';
+    struct in_addr a4;
+    if (strchr(buf, ':')) {
+        struct in6_addr a6;
+        if (inet_pton(AF_INET6, buf, &a6) != 1)
+            return false;
+        if (!IN6_IS_ADDR_V4MAPPED(&a6))
+            return inet_ntop(AF_INET6, &a6, out, (socklen_t)cap) != NULL;
+        memcpy(&a4, &a6.s6_addr[12], sizeof a4);
+    } else {
+        /* inet_aton stops at whitespace; the token holds none, so the whole text is read. */
+        if (!(buf[0] >= '0' && buf[0] <= '9') || inet_aton(buf, &a4) == 0)
+            return false;
+    }
+    return inet_ntop(AF_INET, &a4, out, (socklen_t)cap) != NULL;
+}
+
 static bool parse_host(struct parser *ps, struct span t, cond_kind kind, union cond_value *out)
 {
     struct span h = t;
-    if (kind == COND_URL_HOST && span_len(h) >= 2 && h.s[h.a] == '[' && h.s[h.b - 1] == ']') {
+    if (span_len(h) >= 2 && h.s[h.a] == '[' && h.s[h.b - 1] == ']') {
         h.a++;
         h.b--;
     }
     if (span_len(h) > 1 && h.s[h.b - 1] == '.')
         h.b--;
+    char ip[INET6_ADDRSTRLEN];
+    if (canonical_ip(h, ip, sizeof ip)) {
+        out->text = copy_string(ip);
+        return out->text != NULL;
+    }
     /* ".example.com" is a common way to write a domain suffix; it means the same. */
     if (kind == COND_URL_DOMAIN && span_len(h) > 1 && h.s[h.a] == '.')
         h.a++;
-    if (!valid_host(h, kind == COND_URL_HOST)) {
+    if (!valid_host(h, false)) {
         if (kind == COND_URL_DOMAIN)
             report(ps, t.a, "bad domain '%.*s': expected a DNS name such as example.com",
                    quote_len(t), span_ptr(t));
@@ -235,12 +278,14 @@ static bool parse_cidr(struct parser *ps, struct span t, struct cidr *out)
     buf[span_len(addr)] = '\0';
     memset(out, 0, sizeof *out);
     int max_prefix;
+    bool v4_mapped = false;
     if (inet_pton(AF_INET, buf, out->bytes) == 1) {
         out->family = AF_INET;
         max_prefix = 32;
     } else if (inet_pton(AF_INET6, buf, out->bytes) == 1) {
         out->family = AF_INET6;
         max_prefix = 128;
+        v4_mapped = IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)out->bytes);
     } else {
         goto bad_address;
     }
@@ -254,6 +299,15 @@ static bool parse_cidr(struct parser *ps, struct span t, struct cidr *out)
             return false;
         }
         out->prefix = (int)prefix;
+    }
+    /* Clients are compared in canonical form, v4-mapped as IPv4: so is a block inside
+     * ::ffff:0:0/96. */
+    if (v4_mapped && out->prefix >= 96) {
+        memmove(out->bytes, out->bytes + 12, 4);
+        memset(out->bytes + 4, 0, 12);
+        out->family = AF_INET;
+        out->prefix -= 96;
+        max_prefix = 32;
     }
     /* Host bits are cleared so that matching compares whole bytes plus one masked byte. */
     for (int bit = out->prefix; bit < max_prefix; bit++)
@@ -326,8 +380,17 @@ static bool parse_value(struct parser *ps, cond_kind kind, struct span t, union 
                span_ptr(t));
         return false;
     case COND_USER:
+    case COND_GROUP:
         out->text = copy_span(t, NULL);
         return out->text != NULL;
+    case COND_PROXY_MODE:
+        if (span_equals_ci(t, "transparent") || span_equals_ci(t, "explicit")) {
+            out->text = copy_span(t, ascii_lower);
+            return out->text != NULL;
+        }
+        report(ps, t.a, "bad value '%.*s' for proxy.mode: expected transparent or explicit",
+               quote_len(t), span_ptr(t));
+        return false;
     }
     return false;
 }
@@ -347,6 +410,8 @@ static const struct {
     {"client.protocol", COND_CLIENT_PROTOCOL},
     {"tunneled", COND_TUNNELED},
     {"user", COND_USER},
+    {"group", COND_GROUP},
+    {"proxy.mode", COND_PROXY_MODE},
 };
 
 static bool condition_add_value(struct parser *ps, struct condition *c, struct span t)
@@ -354,7 +419,7 @@ static bool condition_add_value(struct parser *ps, struct condition *c, struct s
     union cond_value v;
     if (!parse_value(ps, c->kind, t, &v))
         return false;
-    union cond_value *values = realloc(c->values, (c->value_count + 1) * sizeof *values);
+    union cond_value *values = grow(c->values, c->value_count, sizeof *values);
     if (!values) {
         if (policy_cond_has_text(c->kind))
             free(v.text);
@@ -400,7 +465,8 @@ static bool parse_condition(struct parser *ps, struct rule *r, struct span tok, 
     if (k == known) {
         report(ps, tok.a,
                "unknown condition '%.*s': expected url.domain, url.host, url.host.substring, "
-               "url.port, client.address, method, client.protocol, tunneled or user",
+               "url.port, client.address, method, client.protocol, tunneled, user, group or "
+               "proxy.mode",
                quote_len(name), span_ptr(name));
         return false;
     }
@@ -449,6 +515,8 @@ static bool parse_condition(struct parser *ps, struct rule *r, struct span tok, 
         if (cs) {
             r->conditions = cs;
             r->conditions[r->condition_count++] = c;
+            if (c.kind == COND_USER || c.kind == COND_GROUP)
+                r->names_identity = true;
             return true;
         }
         ps->out_of_memory = true;
@@ -465,6 +533,9 @@ typedef enum {
     PROP_SSL_FORWARD_PROXY,
     PROP_TUNNEL_ON_PROTOCOL_ERROR,
     PROP_SSL_VERIFY_SERVER,
+    PROP_AUTHENTICATE,
+    PROP_SSL_CHECK_REVOCATION,
+    PROP_SSL_HTTP2,
 } property_kind;
 
 #define IN_PROXY         (1u << LAYER_PROXY)
@@ -476,24 +547,37 @@ static const struct {
     property_kind kind;
     unsigned layers;
     const char *expected;
-    const char *values[3]; /* in the order of the enum values after *_UNSET */
+    int first;             /* enum value of values[0] */
+    const char *values[4]; /* in the order of the enum values from first */
 } property_names[] = {
-    {"detect_protocol", PROP_DETECT_PROTOCOL, IN_PROXY, "all or none", {"all", "none", NULL}},
+    {"detect_protocol", PROP_DETECT_PROTOCOL, IN_PROXY, "all or none", 1, {"all", "none"}},
     {"ssl.forward_proxy",
      PROP_SSL_FORWARD_PROXY,
      IN_SSL_INTERCEPT,
      "no, https or yes",
+     1,
      {"no", "https", "yes"}},
     {"tunnel_on_protocol_error",
      PROP_TUNNEL_ON_PROTOCOL_ERROR,
      IN_PROXY | IN_SSL_INTERCEPT,
      "yes or no",
-     {"yes", "no", NULL}},
+     1,
+     {"yes", "no"}},
     {"ssl.verify_server",
      PROP_SSL_VERIFY_SERVER,
      IN_PROXY | IN_SSL_INTERCEPT,
      "yes or no",
-     {"yes", "no", NULL}},
+     1,
+     {"yes", "no"}},
+    /* Only the exemption exists: authentication is switched on in the configuration. */
+    {"authenticate", PROP_AUTHENTICATE, IN_PROXY, "no", TRI_NO, {"no"}},
+    {"ssl.check_revocation",
+     PROP_SSL_CHECK_REVOCATION,
+     IN_SSL_INTERCEPT,
+     "auto, ocsp, crl or no",
+     1,
+     {"auto", "ocsp", "crl", "no"}},
+    {"ssl.http2", PROP_SSL_HTTP2, IN_SSL_INTERCEPT, "yes or no", 1, {"yes", "no"}},
 };
 
 #define PROPERTY_COUNT (sizeof property_names / sizeof *property_names)
@@ -522,7 +606,7 @@ static bool set_verdict(struct parser *ps, struct rule *r, struct span tok, laye
     return true;
 }
 
-/* Sets the property unless the rule already sets it; value counts from 1 as the enums do. */
+/* Sets the property unless the rule already sets it; value is the enum value. */
 static bool property_set_once(struct rule *r, property_kind kind, int value)
 {
     switch (kind) {
@@ -545,6 +629,21 @@ static bool property_set_once(struct rule *r, property_kind kind, int value)
         if (r->verify_server)
             return false;
         r->verify_server = (policy_tri)value;
+        return true;
+    case PROP_AUTHENTICATE:
+        if (r->authenticate)
+            return false;
+        r->authenticate = (policy_tri)value;
+        return true;
+    case PROP_SSL_CHECK_REVOCATION:
+        if (r->check_revocation)
+            return false;
+        r->check_revocation = (policy_revocation)value;
+        return true;
+    case PROP_SSL_HTTP2:
+        if (r->http2)
+            return false;
+        r->http2 = (policy_tri)value;
         return true;
     }
     return false;
@@ -571,7 +670,8 @@ static bool parse_property(struct parser *ps, struct rule *r, struct span tok, l
     if (k == PROPERTY_COUNT) {
         report(ps, tok.a,
                "unknown property '%.*s': expected ALLOW, DENY, detect_protocol(), "
-               "ssl.forward_proxy(), tunnel_on_protocol_error() or ssl.verify_server()",
+               "ssl.forward_proxy(), tunnel_on_protocol_error(), ssl.verify_server(), "
+               "authenticate(), ssl.check_revocation() or ssl.http2()",
                quote_len(name), span_ptr(name));
         return false;
     }
@@ -596,9 +696,9 @@ static bool parse_property(struct parser *ps, struct rule *r, struct span tok, l
     }
     struct span arg = span_trim((struct span){tok.s, open + 1, close});
     int value = 0;
-    for (int i = 0; i < 3 && property_names[k].values[i]; i++)
+    for (int i = 0; i < 4 && property_names[k].values[i]; i++)
         if (span_equals_ci(arg, property_names[k].values[i]))
-            value = i + 1;
+            value = property_names[k].first + i;
     if (value == 0) {
         report(ps, span_len(arg) ? arg.a : close, "bad value '%.*s' for %s(): expected %s",
                quote_len(arg), span_ptr(arg), property_names[k].name, property_names[k].expected);
@@ -625,7 +725,8 @@ static void rule_free(struct rule *r)
 static bool rule_sets_something(const struct rule *r)
 {
     return r->verdict || r->detect_protocol || r->ssl_forward_proxy ||
-           r->tunnel_on_protocol_error || r->verify_server;
+           r->tunnel_on_protocol_error || r->verify_server || r->authenticate ||
+           r->check_revocation || r->http2;
 }
 
 static bool parse_token(struct parser *ps, struct rule *r, struct span tok, layer_type layer)
@@ -682,7 +783,7 @@ static void parse_rule(struct parser *ps, struct span line)
     }
     if (ok && ps->state == IN_LAYER) {
         struct layer *l = &ps->p->layers[ps->p->layer_count - 1];
-        struct rule *rules = realloc(l->rules, (l->rule_count + 1) * sizeof *rules);
+        struct rule *rules = grow(l->rules, l->rule_count, sizeof *rules);
         if (rules) {
             l->rules = rules;
             l->rules[l->rule_count++] = r;
@@ -785,6 +886,8 @@ policy *policy_compile_text(const char *file, const char *text, size_t len, poli
         ps.error_count = 0;
         report(&ps, 0, "out of memory");
     }
+    if (!ps.error_count && !ps.out_of_memory && !policy_index_build(ps.p))
+        report(&ps, 0, "out of memory");
     if (ps.error_count || ps.out_of_memory) {
         policy_free(ps.p);
         return NULL;
