@@ -140,15 +140,14 @@ static void ocsp_wrong_signer_is_an_error(void **state)
                        .next_off = 7200};
     assert_int_equal(verify(f, &a, NULL, f->now, &r), CERTS_REV_ERROR);
 
-    /* The issuer's name and key id, but another key's signature. */
-    a.signer = f->issuer;
-    a.key = f->other_key;
+    /* The issuer named as responder, but a signature its key did not make. */
     size_t len = 0;
     OCSP_BASICRESP *basic = OCSP_BASICRESP_new();
     OCSP_CERTID *cid = OCSP_cert_to_id(EVP_sha1(), f->cert, f->issuer);
-    OCSP_basic_add1_status(basic, cid, V_OCSP_CERTSTATUS_GOOD, 0, NULL, X509_gmtime_adj(NULL, -60),
-                           NULL);
-    /* OCSP_basic_sign checks the key matches; sign with the issuer then swap the key. */
+    ASN1_TIME *this_update = X509_gmtime_adj(NULL, -60);
+    OCSP_basic_add1_status(basic, cid, V_OCSP_CERTSTATUS_GOOD, 0, NULL, this_update, NULL);
+    ASN1_TIME_free(this_update);
+    /* OCSP_basic_sign checks that the key matches: sign with the issuer, then spoil it. */
     assert_int_equal(
         OCSP_basic_sign(basic, f->issuer, f->issuer_key, EVP_sha256(), NULL, OCSP_NOCERTS), 1);
     ASN1_OCTET_STRING *sig = (ASN1_OCTET_STRING *)OCSP_resp_get0_signature(basic);
