@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,12 +32,12 @@ struct fixture {
     X509 *leaf;
 };
 
-static int setup(void **state)
+static int setup_with(void **state, bool rsa)
 {
     struct fixture *f = calloc(1, sizeof *f);
     char fp[CERTS_FINGERPRINT_LEN], err[256] = "", key[PATH_MAX];
     tmpdir_make(f->dir, sizeof f->dir);
-    assert_int_equal(certs_ca_init(f->dir, false, fp, sizeof fp, err, sizeof err), 0);
+    assert_int_equal(certs_ca_init(f->dir, rsa, fp, sizeof fp, err, sizeof err), 0);
     path_join(f->cert_path, sizeof f->cert_path, f->dir, "ca.crt");
     path_join(key, sizeof key, f->dir, "ca.key");
     f->ca = certs_ca_load(f->cert_path, key, err, sizeof err);
@@ -46,6 +47,16 @@ static int setup(void **state)
     assert_non_null(f->leaf);
     *state = f;
     return 0;
+}
+
+static int setup(void **state)
+{
+    return setup_with(state, false);
+}
+
+static int setup_rsa(void **state)
+{
+    return setup_with(state, true);
 }
 
 static int teardown(void **state)
@@ -373,6 +384,51 @@ static void get_paths_decode_to_the_request(void **state)
     OPENSSL_free(req);
 }
 
+struct worker {
+    struct fixture *f;
+    int failures;
+};
+
+/* Workers mint and ask at once, as proxy threads do. */
+static void *mint_and_ask(void *arg)
+{
+    struct worker *w = arg;
+    X509 *ca = certs_ca_cert(w->f->ca);
+    for (int i = 0; i < 50; i++) {
+        X509 *leaf =
+            certs_mint_leaf_ex(w->f->ca, w->f->leaf_key, NULL, "t.test", CRL_URL, OCSP_URL);
+        X509 *which = i % 2 ? leaf : w->f->leaf;
+        unsigned char *req = NULL, *resp = NULL;
+        size_t req_len = 0, resp_len = 0;
+        struct certs_rev_result r;
+        if (leaf == NULL || certs_rev_ocsp_request(which, ca, NULL, &req, &req_len) != 0 ||
+            certs_ocsp_respond(w->f->ca, req, req_len, &resp, &resp_len) != CERTS_OCSP_GOOD ||
+            certs_rev_ocsp_verify(resp, resp_len, which, ca, NULL, time(NULL), &r) !=
+                CERTS_REV_GOOD)
+            w->failures++;
+        OPENSSL_free(req);
+        OPENSSL_free(resp);
+        X509_free(leaf);
+    }
+    return NULL;
+}
+
+static void workers_share_the_responder(void **state)
+{
+    struct fixture *f = *state;
+    pthread_t t[4];
+    struct worker w[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = (struct worker){f, 0};
+        assert_int_equal(pthread_create(&t[i], NULL, mint_and_ask, &w[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        assert_int_equal(w[i].failures, 0);
+    }
+    assert_int_equal(certs_issued_count(certs_ca_issued(f->ca)), 1 + 4 * 50);
+}
+
 static void run(const char *cmd, char *out, size_t outlen)
 {
     FILE *p = popen(cmd, "r");
@@ -443,6 +499,22 @@ static void openssl_ocsp_accepts_the_answer(void **state)
     print_message("%s", out);
     assert_non_null(strstr(out, "Response verify OK"));
     assert_non_null(strstr(out, "leaf.pem: good"));
+
+    /* A serial we never minted, asked by openssl itself. */
+    snprintf(cmd, sizeof cmd, "openssl ocsp -issuer '%s' -serial 0x1234 -reqout '%s' 2>&1",
+             f->cert_path, req_path);
+    run(cmd, out, sizeof out);
+    req = read_file(req_path, &req_len);
+    assert_int_equal(certs_ocsp_respond(f->ca, req, req_len, &resp, &resp_len), CERTS_OCSP_UNKNOWN);
+    write_file(resp_path, resp, resp_len);
+    OPENSSL_free(resp);
+    free(req);
+    snprintf(cmd, sizeof cmd,
+             "openssl ocsp -reqin '%s' -respin '%s' -issuer '%s' -CAfile '%s' -resp_text 2>&1",
+             req_path, resp_path, f->cert_path, f->cert_path);
+    run(cmd, out, sizeof out);
+    assert_non_null(strstr(out, "Response verify OK"));
+    assert_non_null(strstr(out, "Cert Status: unknown"));
 }
 
 int main(void)
@@ -451,6 +523,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(minted_leaf_names_the_responder_and_the_crl, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(minted_leaf_is_good, setup, teardown),
+        cmocka_unit_test_setup_teardown(minted_leaf_is_good, setup_rsa, teardown),
+        cmocka_unit_test_setup_teardown(workers_share_the_responder, setup, teardown),
         cmocka_unit_test_setup_teardown(sha256_cert_id_is_answered_in_kind, setup, teardown),
         cmocka_unit_test_setup_teardown(foreign_certificates_are_unknown, setup, teardown),
         cmocka_unit_test_setup_teardown(nonce_is_copied_and_plain_requests_share_the_cached_bytes,
