@@ -54,7 +54,8 @@ enum certs_ocsp_outcome certs_ocsp_respond(certs_ca *ca, const unsigned char *re
 int certs_ocsp_staple(certs_ca *ca, X509 *leaf, unsigned char **der, size_t *len);
 
 /**
- * Decodes the part of a GET /ocsp/<...> path after "/ocsp/": percent-decoding, then base64
+ * Decodes all of a GET /ocsp/<...> path after "/ocsp/" (base64 may hold '/', so do not split
+ * there; strip any query first): percent-decoding, then base64
  * (standard or URL-safe alphabet, padding optional). *der is malloc'd: free() it. 0 or -1.
  */
 int certs_ocsp_decode_get(const char *path, size_t path_len, unsigned char **der, size_t *der_len);

@@ -72,8 +72,9 @@ enum certs_rev_status certs_rev_ocsp_verify(const unsigned char *der, size_t len
 
 /**
  * Checks a CRL (DER, or PEM) for cert: issued by and signed with the key of issuer (which, if
- * it has keyUsage, must allow cRLSign), lastUpdate <= now + leeway <= nextUpdate + 2 leeway;
- * cert's serial listed means revoked (unless removeFromCRL), else good until nextUpdate.
+ * it has keyUsage, must allow cRLSign); lastUpdate no later than now + leeway and nextUpdate no
+ * earlier than now - leeway. cert's serial listed means revoked (unless removeFromCRL), else
+ * good until nextUpdate. The caller bounds the size (1 MiB).
  * Delta and indirect CRLs are not supported (error). Fills and returns out->status.
  */
 enum certs_rev_status certs_rev_crl_check(const unsigned char *der, size_t len, X509 *cert,
