@@ -37,7 +37,8 @@ asan:
 
 fuzz:
 	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DHANDOFF_FUZZ=ON
-	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target policy_fuzz detect_fuzz framing_fuzz names_fuzz proxy_protocol_fuzz
+	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target policy_fuzz detect_fuzz framing_fuzz names_fuzz \
+	  proxy_protocol_fuzz ocsp_fuzz
 
 run: deps build
 	@if [ ! -f $(CA_DIR)/ca.key ]; then $(BUILD)/proxy/handoff ca init $(CA_DIR); fi

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -139,6 +140,16 @@ static int check_ca(const char *cert_path, const char *key_path, X509 *cert, EVP
                       cert_path);
         return -1;
     }
+    /* Absent keyUsage allows every use (RFC 5280 4.2.1.3); a present one must allow both. */
+    uint32_t usage = X509_get_key_usage(cert);
+    if ((usage & KU_KEY_CERT_SIGN) == 0 || (usage & KU_CRL_SIGN) == 0) {
+        certs_set_err(err, errlen,
+                      "CA certificate %s has a keyUsage without %s: it may not sign %s, which "
+                      "clients reject; make one with `handoff ca init`",
+                      cert_path, (usage & KU_KEY_CERT_SIGN) == 0 ? "keyCertSign" : "cRLSign",
+                      (usage & KU_KEY_CERT_SIGN) == 0 ? "the leaves" : "the CRL");
+        return -1;
+    }
     if (X509_cmp_current_time(X509_get0_notAfter(cert)) <= 0) {
         certs_set_err(err, errlen, "CA certificate %s has expired", cert_path);
         return -1;
@@ -165,12 +176,18 @@ certs_ca *certs_ca_load(const char *cert_path, const char *key_path, char *err, 
         goto out_of_memory;
     ca->key_id = ca_key_id(cert);
     ca->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-    if (ca->key_id == NULL || ca->sha256 == NULL || pthread_mutex_init(&ca->crl_lock, NULL) != 0) {
+    ca->issued = certs_issued_new(CERTS_ISSUED_DEFAULT_CAPACITY);
+    int days = 0, secs = 0;
+    if (ca->key_id == NULL || ca->sha256 == NULL || ca->issued == NULL ||
+        ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(cert)) != 1 ||
+        pthread_mutex_init(&ca->crl_lock, NULL) != 0) {
         ASN1_OCTET_STRING_free(ca->key_id);
         EVP_MD_free(ca->sha256);
+        certs_issued_free(ca->issued);
         free(ca);
         goto out_of_memory;
     }
+    ca->not_after = time(NULL) + (time_t)days * 86400 + secs;
     ca->cert = cert;
     ca->key = key;
     return ca;
@@ -189,6 +206,7 @@ void certs_ca_free(certs_ca *ca)
         return;
     pthread_mutex_destroy(&ca->crl_lock);
     free(ca->crl_der);
+    certs_issued_free(ca->issued);
     ASN1_OCTET_STRING_free(ca->key_id);
     EVP_MD_free(ca->sha256);
     EVP_PKEY_free(ca->key);
@@ -199,6 +217,26 @@ void certs_ca_free(certs_ca *ca)
 X509 *certs_ca_cert(const certs_ca *ca)
 {
     return ca->cert;
+}
+
+certs_issued *certs_ca_issued(certs_ca *ca)
+{
+    return ca->issued;
+}
+
+int certs_ca_set_record_capacity(certs_ca *ca, size_t capacity)
+{
+    certs_issued *fresh = certs_issued_new(capacity);
+    if (fresh == NULL)
+        return -1;
+    certs_issued_free(ca->issued);
+    ca->issued = fresh;
+    return 0;
+}
+
+time_t certs_ca_clamp(const certs_ca *ca, time_t now, time_t secs)
+{
+    return now + secs < ca->not_after ? now + secs : ca->not_after;
 }
 
 AUTHORITY_KEYID *certs_ca_authority_key_id(const certs_ca *ca)

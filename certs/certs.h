@@ -49,6 +49,13 @@ X509 *certs_mint_leaf(const certs_ca *ca, EVP_PKEY *leaf_key, X509 *upstream, co
                       const char *crl_url);
 
 /**
+ * certs_mint_leaf plus an Authority Information Access extension naming ocsp_url as the OCSP
+ * responder (omitted when NULL). Every minted serial is recorded for certs_ocsp_respond.
+ */
+X509 *certs_mint_leaf_ex(const certs_ca *ca, EVP_PKEY *leaf_key, X509 *upstream, const char *name,
+                         const char *crl_url, const char *ocsp_url);
+
+/**
  * A current CRL (v2, no revoked entries, valid 7 days) signed by the CA, re-signed when within a
  * day of nextUpdate. Thread-safe. *der is the caller's own copy: free() it. 0 or -1.
  */

@@ -9,6 +9,8 @@
 
 #define CRL_VALIDITY_SECS      (7 * 86400)
 #define CRL_RESIGN_MARGIN_SECS 86400
+/* As leaves are backdated: a client whose clock is behind still sees a current CRL. */
+#define CRL_BACKDATE_SECS 3600
 
 static int add_crl_number(X509_CRL *crl, uint64_t number)
 {
@@ -33,9 +35,11 @@ static int resign(certs_ca *ca, time_t now)
 {
     /* Numbers must only grow, across restarts too: seconds since the epoch do. */
     uint64_t number = (uint64_t)now > ca->crl_number ? (uint64_t)now : ca->crl_number + 1;
+    /* A CRL must not claim to be current after its issuer has expired. */
+    time_t next_update = certs_ca_clamp(ca, now, CRL_VALIDITY_SECS);
     X509_CRL *crl = X509_CRL_new();
-    ASN1_TIME *last = ASN1_TIME_set(NULL, now);
-    ASN1_TIME *next = ASN1_TIME_set(NULL, now + CRL_VALIDITY_SECS);
+    ASN1_TIME *last = ASN1_TIME_set(NULL, now - CRL_BACKDATE_SECS);
+    ASN1_TIME *next = ASN1_TIME_set(NULL, next_update);
     unsigned char *der = NULL;
     int len = -1;
 
@@ -60,7 +64,7 @@ static int resign(certs_ca *ca, time_t now)
     free(ca->crl_der);
     ca->crl_der = copy;
     ca->crl_len = (size_t)len;
-    ca->crl_next_update = now + CRL_VALIDITY_SECS;
+    ca->crl_next_update = next_update;
     ca->crl_number = number;
     return 0;
 }

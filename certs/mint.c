@@ -293,8 +293,48 @@ out:
     return ok;
 }
 
+static GENERAL_NAME *uri_name(const char *url)
+{
+    GENERAL_NAME *gn = GENERAL_NAME_new();
+    ASN1_IA5STRING *text = ASN1_IA5STRING_new();
+    if (gn == NULL || text == NULL || ASN1_STRING_set(text, url, (int)strlen(url)) != 1) {
+        ASN1_IA5STRING_free(text);
+        GENERAL_NAME_free(gn);
+        return NULL;
+    }
+    GENERAL_NAME_set0_value(gn, GEN_URI, text);
+    return gn;
+}
+
+/* Windows prefers OCSP to the CRL when the leaf names a responder, and then needs no fetch
+ * at all if the handshake staples the response. */
+static int add_ocsp_access(X509 *leaf, const char *url)
+{
+    AUTHORITY_INFO_ACCESS *aia = sk_ACCESS_DESCRIPTION_new_null();
+    ACCESS_DESCRIPTION *ad = ACCESS_DESCRIPTION_new();
+    GENERAL_NAME *where = uri_name(url);
+    int ok = 0;
+
+    if (aia == NULL || ad == NULL || where == NULL)
+        goto out;
+    ASN1_OBJECT_free(ad->method);
+    ad->method = OBJ_nid2obj(NID_ad_OCSP);
+    GENERAL_NAME_free(ad->location);
+    ad->location = where;
+    where = NULL;
+    if (sk_ACCESS_DESCRIPTION_push(aia, ad) == 0)
+        goto out;
+    ad = NULL;
+    ok = X509_add1_ext_i2d(leaf, NID_info_access, aia, 0, X509V3_ADD_DEFAULT) == 1;
+out:
+    GENERAL_NAME_free(where);
+    ACCESS_DESCRIPTION_free(ad);
+    AUTHORITY_INFO_ACCESS_free(aia);
+    return ok;
+}
+
 static int add_extensions(X509 *leaf, const certs_ca *ca, EVP_PKEY *leaf_key, X509 *upstream,
-                          const char *name, const char *crl_url)
+                          const char *name, const char *crl_url, const char *ocsp_url)
 {
     const char *usage = EVP_PKEY_get_base_id(leaf_key) == EVP_PKEY_RSA
                             ? "critical,digitalSignature,keyEncipherment"
@@ -312,15 +352,34 @@ static int add_extensions(X509 *leaf, const certs_ca *ca, EVP_PKEY *leaf_key, X5
     GENERAL_NAMES_free(names);
     if (ok && crl_url != NULL)
         ok = add_crl_point(leaf, crl_url);
+    if (ok && ocsp_url != NULL)
+        ok = add_ocsp_access(leaf, ocsp_url);
     return ok;
+}
+
+/* Tells the OCSP responder this serial is ours until the leaf expires. */
+static int record_serial(const certs_ca *ca, const X509 *leaf)
+{
+    int days = 0, secs = 0;
+    if (ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(leaf)) != 1)
+        return -1;
+    return certs_issued_add(ca->issued, X509_get0_serialNumber(leaf),
+                            time(NULL) + (time_t)days * 86400 + secs);
 }
 
 X509 *certs_mint_leaf(const certs_ca *ca, EVP_PKEY *leaf_key, X509 *upstream, const char *name,
                       const char *crl_url)
 {
+    return certs_mint_leaf_ex(ca, leaf_key, upstream, name, crl_url, NULL);
+}
+
+X509 *certs_mint_leaf_ex(const certs_ca *ca, EVP_PKEY *leaf_key, X509 *upstream, const char *name,
+                         const char *crl_url, const char *ocsp_url)
+{
     if (ca == NULL || leaf_key == NULL || name == NULL || !is_printable_token(name, HOST_MAX_LEN))
         return NULL;
-    if (crl_url != NULL && !is_printable_token(crl_url, URL_MAX_LEN))
+    if ((crl_url != NULL && !is_printable_token(crl_url, URL_MAX_LEN)) ||
+        (ocsp_url != NULL && !is_printable_token(ocsp_url, URL_MAX_LEN)))
         return NULL;
 
     X509 *leaf = X509_new();
@@ -330,11 +389,16 @@ X509 *certs_mint_leaf(const certs_ca *ca, EVP_PKEY *leaf_key, X509 *upstream, co
              set_validity(leaf, ca->cert) && set_subject(leaf, upstream, name) &&
              X509_set_issuer_name(leaf, X509_get_subject_name(ca->cert)) &&
              set_public_key(leaf, leaf_key) &&
-             add_extensions(leaf, ca, leaf_key, upstream, name, crl_url) &&
+             add_extensions(leaf, ca, leaf_key, upstream, name, crl_url, ocsp_url) &&
              X509_sign(leaf, ca->key, ca->sha256) > 0;
     if (!ok) {
         X509_free(leaf);
         return NULL;
     }
-    return reparse(leaf);
+    leaf = reparse(leaf);
+    if (leaf != NULL && record_serial(ca, leaf) != 0) {
+        X509_free(leaf);
+        leaf = NULL;
+    }
+    return leaf;
 }

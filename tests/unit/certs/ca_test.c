@@ -280,6 +280,35 @@ static void load_refuses_a_certificate_that_is_not_a_ca(void **state)
     EVP_PKEY_free(ca_key);
 }
 
+static void load_refuses_a_ca_whose_key_usage_forbids_crls(void **state)
+{
+    struct paths *p = *state;
+    EVP_PKEY *key = NULL;
+    X509 *ca = test_ca_new_with_usage(&key, 30, "critical,keyCertSign");
+    test_write_pem(ca, key, p->cert, p->key);
+    char err[512] = "";
+    assert_null(certs_ca_load(p->cert, p->key, err, sizeof err));
+    assert_non_null(strstr(err, "cRLSign"));
+    assert_non_null(strstr(err, p->cert));
+    X509_free(ca);
+    EVP_PKEY_free(key);
+
+    ca = test_ca_new_with_usage(&key, 30, "critical,cRLSign,digitalSignature");
+    test_write_pem(ca, key, p->cert, p->key);
+    assert_null(certs_ca_load(p->cert, p->key, err, sizeof err));
+    assert_non_null(strstr(err, "keyCertSign"));
+    X509_free(ca);
+    EVP_PKEY_free(key);
+
+    ca = test_ca_new_with_usage(&key, 30, "critical,keyCertSign,cRLSign");
+    test_write_pem(ca, key, p->cert, p->key);
+    certs_ca *loaded = certs_ca_load(p->cert, p->key, err, sizeof err);
+    assert_non_null(loaded);
+    certs_ca_free(loaded);
+    X509_free(ca);
+    EVP_PKEY_free(key);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -294,6 +323,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(load_refuses_key_of_another_ca, setup, teardown),
         cmocka_unit_test_setup_teardown(load_refuses_a_certificate_that_is_not_a_ca, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(load_refuses_a_ca_whose_key_usage_forbids_crls, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -84,7 +84,9 @@ static void crl_is_signed_by_the_ca_and_current(void **state)
     assert_true(sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl)) <= 0); /* none, or an empty list */
 
     time_t now = time(NULL), in_six_days = now + 6L * 86400, in_eight_days = now + 8L * 86400;
-    assert_true(X509_cmp_time(X509_CRL_get0_lastUpdate(crl), &now) <= 0);
+    /* Backdated like leaves, for clients whose clock lags. */
+    time_t backdated = now - 3600 + 60;
+    assert_true(X509_cmp_time(X509_CRL_get0_lastUpdate(crl), &backdated) < 0);
     assert_true(X509_cmp_time(X509_CRL_get0_nextUpdate(crl), &in_six_days) > 0);
     assert_true(X509_cmp_time(X509_CRL_get0_nextUpdate(crl), &in_eight_days) < 0);
 
@@ -210,6 +212,28 @@ static void crl_is_safe_to_fetch_from_several_threads(void **state)
     }
 }
 
+static void crl_never_outlives_the_ca(void **state)
+{
+    struct fixture *f = *state;
+    char cert[PATH_MAX], key[PATH_MAX], err[256] = "";
+    path_join(cert, sizeof cert, f->dir, "short.crt");
+    path_join(key, sizeof key, f->dir, "short.key");
+    EVP_PKEY *ca_key = NULL;
+    X509 *ca_cert = test_ca_new(&ca_key, 2); /* expires before a 7-day CRL would */
+    test_write_pem(ca_cert, ca_key, cert, key);
+    certs_ca *ca = certs_ca_load(cert, key, err, sizeof err);
+    assert_non_null(ca);
+
+    X509_CRL *crl = fetch_crl(ca);
+    assert_true(ASN1_TIME_compare(X509_CRL_get0_nextUpdate(crl), X509_get0_notAfter(ca_cert)) <= 0);
+    time_t tomorrow = time(NULL) + 86400;
+    assert_true(X509_cmp_time(X509_CRL_get0_nextUpdate(crl), &tomorrow) > 0);
+    X509_CRL_free(crl);
+    certs_ca_free(ca);
+    X509_free(ca_cert);
+    EVP_PKEY_free(ca_key);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -221,6 +245,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(openssl_cli_verifies_the_crl, setup_rsa, teardown),
         cmocka_unit_test_setup_teardown(crl_is_safe_to_fetch_from_several_threads, setup_ec,
                                         teardown),
+        cmocka_unit_test_setup_teardown(crl_never_outlives_the_ca, setup_ec, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -71,11 +71,18 @@ static X509 *cert_skeleton(EVP_PKEY *key, const char *cn, long serial, long vali
 
 X509 *test_ca_new(EVP_PKEY **key_out, long valid_days)
 {
+    return test_ca_new_with_usage(key_out, valid_days, NULL);
+}
+
+X509 *test_ca_new_with_usage(EVP_PKEY **key_out, long valid_days, const char *key_usage)
+{
     EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
     assert_non_null(key);
     X509 *ca = cert_skeleton(key, "throwaway test CA", 1, valid_days);
     assert_int_equal(X509_set_issuer_name(ca, X509_get_subject_name(ca)), 1);
     add_ext(ca, ca, NID_basic_constraints, "critical,CA:TRUE");
+    if (key_usage != NULL)
+        add_ext(ca, ca, NID_key_usage, key_usage);
     assert_true(X509_sign(ca, key, EVP_sha256()) > 0);
     *key_out = key;
     return ca;

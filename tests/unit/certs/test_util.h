@@ -16,6 +16,8 @@ void path_join(char *out, size_t len, const char *dir, const char *file);
 /** An EC P-256 CA built without certs/: basicConstraints CA:TRUE only (no SKI, no keyUsage),
  * valid from an hour ago for valid_days. */
 X509 *test_ca_new(EVP_PKEY **key_out, long valid_days);
+/** The same with a keyUsage extension (OpenSSL config syntax), e.g. "critical,keyCertSign". */
+X509 *test_ca_new_with_usage(EVP_PKEY **key_out, long valid_days, const char *key_usage);
 /** A server certificate signed by ca: CN cn, SAN DNS:dns1, DNS:dns2, IP:ip (IPv4 text).
  * Its key goes to *key_out unless key_out is NULL. */
 X509 *test_server_cert(X509 *ca, EVP_PKEY *ca_key, const char *cn, const char *dns1,
