@@ -210,7 +210,8 @@ def handoff_bin() -> str:
         raise unittest.SkipTest("HANDOFF_BIN is not set (the handoff target is not built)")
     if not os.access(path, os.X_OK):
         raise unittest.SkipTest(f"HANDOFF_BIN={path} is not an executable file")
-    return path
+    # The proxy runs in its own temp dir, so a path relative to the tests' folder must not reach it.
+    return os.path.abspath(path)
 
 
 def run_handoff(*args, timeout: float = 30, cwd: str = None) -> subprocess.CompletedProcess:
