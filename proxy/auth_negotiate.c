@@ -41,6 +41,9 @@ static void gss_reason(char *out, size_t outlen, const char *what, OM_uint32 maj
         int type = pass == 0 ? GSS_C_GSS_CODE : GSS_C_MECH_CODE;
         if (pass == 1 && minor == 0)
             break;
+        /* "Unspecified GSS failure" only points at the mechanism's message */
+        if (pass == 0 && GSS_ROUTINE_ERROR(major) == GSS_S_FAILURE && minor != 0)
+            continue;
         OM_uint32 ctx = 0, min2;
         do {
             gss_buffer_desc msg = GSS_C_EMPTY_BUFFER;
