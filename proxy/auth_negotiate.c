@@ -4,6 +4,7 @@
 #include <gssapi/gssapi.h>
 #include <gssapi/gssapi_ext.h>
 #include <gssapi/gssapi_krb5.h>
+#include <krb5/krb5.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +90,40 @@ static bool acquire(const negotiate_acceptor *a, gss_cred_id_t *cred, char *err,
     return true;
 }
 
+/* Start-up check with a better message than GSSAPI's, and one that avoids MIT's acquire path for
+ * a name missing from the keytab (it leaks the name). */
+static bool service_in_keytab(const negotiate_acceptor *a, char *err, size_t errlen)
+{
+    if (!a->service)
+        return true;
+    krb5_context k;
+    if (krb5_init_context(&k) != 0) {
+        snprintf(err, errlen, "cannot initialise Kerberos");
+        return false;
+    }
+    krb5_keytab kt = NULL;
+    krb5_principal p = NULL;
+    krb5_keytab_entry e;
+    krb5_error_code rc = a->keytab ? krb5_kt_resolve(k, a->keytab, &kt) : krb5_kt_default(k, &kt);
+    if (rc == 0)
+        rc = krb5_parse_name(k, a->service, &p);
+    if (rc == 0) {
+        rc = krb5_kt_get_entry(k, kt, p, 0, 0, &e);
+        if (rc == 0)
+            krb5_free_keytab_entry_contents(k, &e);
+    }
+    if (rc != 0) {
+        const char *msg = krb5_get_error_message(k, rc);
+        snprintf(err, errlen, "%s", msg);
+        krb5_free_error_message(k, msg);
+    }
+    krb5_free_principal(k, p);
+    if (kt)
+        krb5_kt_close(k, kt);
+    krb5_free_context(k);
+    return rc == 0;
+}
+
 negotiate_acceptor *negotiate_acceptor_new(const char *keytab, const char *service_principal,
                                            bool strip_realm, char *err, size_t errlen)
 {
@@ -106,7 +141,7 @@ negotiate_acceptor *negotiate_acceptor_new(const char *keytab, const char *servi
     }
     gss_cred_id_t cred;
     char why[200];
-    if (!acquire(a, &cred, why, sizeof why)) {
+    if (!service_in_keytab(a, why, sizeof why) || !acquire(a, &cred, why, sizeof why)) {
         snprintf(err, errlen, "keytab %s%s%s: %s", a->keytab ? a->keytab : "(default)",
                  a->service ? ", principal " : "", a->service ? a->service : "", why);
         negotiate_acceptor_free(a);
