@@ -24,7 +24,12 @@ def _tool() -> str:
 
 def _der(tag: int, body: bytes) -> bytes:
     n = len(body)
-    length = bytes([n]) if n < 128 else bytes([0x81, n]) if n < 256 else bytes([0x82, n >> 8, n & 255])
+    if n < 128:
+        length = bytes([n])
+    elif n < 256:
+        length = bytes([0x81, n])
+    else:
+        length = bytes([0x82, n >> 8, n & 255])
     return bytes([tag]) + length + body
 
 
@@ -122,6 +127,19 @@ class NegotiateAcceptor(unittest.TestCase):
         self.assertEqual(status, "continue", out)
         reply = base64.b64decode(token, validate=True)
         self.assertEqual(reply[0], 0xA1)  # NegTokenResp
+
+    def test_a_two_leg_exchange_completes_on_the_same_context(self):
+        raw = subprocess.run([_tool(), "init-krb5", "HTTP@localhost"], capture_output=True,
+                             text=True, env=clean_env(self.alice), timeout=30).stdout.strip()
+        # second leg: a NegTokenResp carrying the Kerberos AP-REQ
+        resp = _der(0xA1, _der(0x30, _der(0xA2, _der(0x04, base64.b64decode(raw)))))
+        second = "Negotiate " + base64.b64encode(resp).decode()
+        out = self.accept(["Negotiate " + spnego_init_without_mech_token(), second])
+        self.assertEqual(out[0].split()[0], "continue", out)
+        self.assertEqual(out[1], "complete alice alice@TEST.HANDOFF mutual")
+        # the second leg alone, on a new connection, is not an exchange
+        out = self.accept([second])
+        self.assertTrue(out[0].startswith("failed token refused"), out)
 
     def test_a_ticket_from_another_realm_fails(self):
         with Realm(realm="OTHER.HANDOFF") as other:

@@ -1,11 +1,13 @@
 /* Test driver for the Negotiate acceptor, run by tests/integration/test_negotiate.py.
  *   negotiate_tool init SERVICE@HOST   prints a SPNEGO token from the ticket cache (KRB5CCNAME)
+ *   negotiate_tool init-krb5 SERVICE@HOST   the same as a bare Kerberos token
  *   negotiate_tool accept KEYTAB SERVICE_PRINCIPAL|- yes|no
  *       feeds each stdin line (a Proxy-Authorization value) to one context through the credential
  *       pool on a libuv loop, and prints `complete USER PRINCIPAL MUTUAL`, `continue TOKEN` or
  *       `failed REASON` per line; a line `new` starts a new context (a new connection). */
 #include <gssapi/gssapi.h>
 #include <openssl/evp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +15,7 @@
 #include "auth_negotiate.h"
 #include "cred_pool.h"
 
-static int init_token(const char *service)
+static int init_token(const char *service, bool raw_krb5)
 {
     OM_uint32 minor;
     gss_buffer_desc nb = {strlen(service), (void *)service};
@@ -24,11 +26,12 @@ static int init_token(const char *service)
         return 1;
     }
     static gss_OID_desc spnego = {6, (void *)"\x2b\x06\x01\x05\x05\x02"};
+    static gss_OID_desc krb5 = {9, (void *)"\x2a\x86\x48\x86\xf7\x12\x01\x02\x02"};
     gss_ctx_id_t ctx = GSS_C_NO_CONTEXT;
     gss_buffer_desc out = GSS_C_EMPTY_BUFFER;
-    major =
-        gss_init_sec_context(&minor, GSS_C_NO_CREDENTIAL, &ctx, target, &spnego, GSS_C_MUTUAL_FLAG,
-                             0, GSS_C_NO_CHANNEL_BINDINGS, GSS_C_NO_BUFFER, NULL, &out, NULL, NULL);
+    major = gss_init_sec_context(
+        &minor, GSS_C_NO_CREDENTIAL, &ctx, target, raw_krb5 ? &krb5 : &spnego, GSS_C_MUTUAL_FLAG, 0,
+        GSS_C_NO_CHANNEL_BINDINGS, GSS_C_NO_BUFFER, NULL, &out, NULL, NULL);
     gss_release_name(&minor, &target);
     if (GSS_ERROR(major) || out.length == 0) {
         OM_uint32 ctx2 = 0;
@@ -110,7 +113,9 @@ static int accept_lines(const char *keytab, const char *service, bool strip)
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "init") == 0)
-        return init_token(argv[2]);
+        return init_token(argv[2], false);
+    if (argc == 3 && strcmp(argv[1], "init-krb5") == 0)
+        return init_token(argv[2], true);
     if (argc == 5 && strcmp(argv[1], "accept") == 0)
         return accept_lines(argv[2], argv[3], strcmp(argv[4], "no") != 0);
     fprintf(stderr, "usage: negotiate_tool init SERVICE@HOST | accept KEYTAB PRINCIPAL|- yes|no\n");
