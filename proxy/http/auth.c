@@ -1,7 +1,9 @@
 #include "auth.h"
 
 #include <crypt.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,8 @@
 #define AUTH_CACHE       256
 #define AUTH_CACHE_TTL_S 300
 #define AUTH_MAX_VALUE   512
+#define AUTH_NEGATIVE    256
+#define AUTH_DIGEST      32
 
 typedef struct {
     char *name;
@@ -25,12 +29,23 @@ typedef struct {
     time_t expires;
 } auth_cached;
 
+/* A failed user+password: the password only as a salted digest. */
+typedef struct {
+    char user[128];
+    unsigned char digest[AUTH_DIGEST];
+    time_t expires;
+} auth_failed;
+
 struct auth_db {
     auth_user users[AUTH_MAX_USERS];
     size_t count;
-    pthread_mutex_t lock;
+    pthread_mutex_t lock; /* guards everything below */
     auth_cached cache[AUTH_CACHE];
     unsigned next_slot;
+    auth_failed failed[AUTH_NEGATIVE];
+    unsigned next_failed;
+    unsigned char salt[16];
+    unsigned long hashes;
 };
 
 auth_db *auth_load(const char *path, char *err, size_t errlen)
@@ -47,6 +62,12 @@ auth_db *auth_load(const char *path, char *err, size_t errlen)
         return NULL;
     }
     pthread_mutex_init(&db->lock, NULL);
+    if (RAND_bytes(db->salt, sizeof db->salt) != 1) {
+        fclose(f);
+        auth_free(db);
+        snprintf(err, errlen, "no randomness for the credential cache");
+        return NULL;
+    }
     char line[1024];
     int lineno = 0;
     while (fgets(line, sizeof line, f)) {
@@ -147,6 +168,66 @@ static bool decode_basic(const char *value, size_t len, char *user, size_t userl
     return true;
 }
 
+static void password_digest(const auth_db *db, const char *pass, unsigned char *out)
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned n = 0;
+    if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
+        EVP_DigestUpdate(md, db->salt, sizeof db->salt) != 1 ||
+        EVP_DigestUpdate(md, pass, strlen(pass)) != 1 || EVP_DigestFinal_ex(md, out, &n) != 1)
+        RAND_bytes(out, AUTH_DIGEST); /* matches nothing: the check just costs a hash */
+    EVP_MD_CTX_free(md);
+}
+
+/* Call with db->lock held. */
+static bool failed_recently(auth_db *db, const char *name, const unsigned char *digest, time_t now)
+{
+    for (unsigned i = 0; i < AUTH_NEGATIVE; i++) {
+        const auth_failed *f = &db->failed[i];
+        if (f->expires > now && strcmp(f->user, name) == 0 &&
+            CRYPTO_memcmp(f->digest, digest, AUTH_DIGEST) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void remember_failure(auth_db *db, const char *name, const unsigned char *digest)
+{
+    time_t now = time(NULL);
+    pthread_mutex_lock(&db->lock);
+    if (!failed_recently(db, name, digest, now)) {
+        auth_failed *f = &db->failed[db->next_failed++ % AUTH_NEGATIVE];
+        snprintf(f->user, sizeof f->user, "%s", name);
+        memcpy(f->digest, digest, AUTH_DIGEST);
+        f->expires = now + AUTH_NEGATIVE_TTL_S;
+    }
+    pthread_mutex_unlock(&db->lock);
+}
+
+auth_verdict auth_check_fast(auth_db *db, const char *value, size_t len, char *user, size_t userlen)
+{
+    if (auth_check_cached(db, value, len, user, userlen))
+        return AUTH_GRANTED;
+    char name[128], pass[512];
+    if (len >= AUTH_MAX_VALUE || !decode_basic(value, len, name, sizeof name, pass, sizeof pass))
+        return AUTH_REFUSED;
+    unsigned char digest[AUTH_DIGEST];
+    password_digest(db, pass, digest);
+    explicit_bzero(pass, sizeof pass);
+    pthread_mutex_lock(&db->lock);
+    bool failed = failed_recently(db, name, digest, time(NULL));
+    pthread_mutex_unlock(&db->lock);
+    return failed ? AUTH_REFUSED : AUTH_UNKNOWN;
+}
+
+unsigned long auth_hash_count(auth_db *db)
+{
+    pthread_mutex_lock(&db->lock);
+    unsigned long n = db->hashes;
+    pthread_mutex_unlock(&db->lock);
+    return n;
+}
+
 bool auth_check(auth_db *db, const char *value, size_t len, char *user, size_t userlen)
 {
     char name[128], pass[512];
@@ -156,17 +237,34 @@ bool auth_check(auth_db *db, const char *value, size_t len, char *user, size_t u
     for (size_t i = 0; i < db->count && !u; i++)
         if (strcmp(db->users[i].name, name) == 0)
             u = &db->users[i];
-    if (!u)
+    if (!u) {
+        explicit_bzero(pass, sizeof pass);
         return false;
+    }
+    unsigned char digest[AUTH_DIGEST];
+    password_digest(db, pass, digest);
+    pthread_mutex_lock(&db->lock);
+    bool failed = failed_recently(db, name, digest, time(NULL));
+    if (!failed)
+        db->hashes++;
+    pthread_mutex_unlock(&db->lock);
+    if (failed) {
+        explicit_bzero(pass, sizeof pass);
+        return false;
+    }
     struct crypt_data *cd = calloc(1, sizeof *cd);
-    if (!cd)
+    if (!cd) {
+        explicit_bzero(pass, sizeof pass);
         return false;
+    }
     const char *h = crypt_r(pass, u->hash, cd);
     bool ok = h && h[0] != '*' && strcmp(h, u->hash) == 0;
     free(cd);
     explicit_bzero(pass, sizeof pass);
-    if (!ok)
+    if (!ok) {
+        remember_failure(db, name, digest);
         return false;
+    }
     snprintf(user, userlen, "%s", name);
     pthread_mutex_lock(&db->lock);
     auth_cached *c = &db->cache[db->next_slot++ % AUTH_CACHE];
@@ -176,4 +274,52 @@ bool auth_check(auth_db *db, const char *value, size_t len, char *user, size_t u
     c->expires = time(NULL) + AUTH_CACHE_TTL_S;
     pthread_mutex_unlock(&db->lock);
     return true;
+}
+
+/* ---- in the credential pool ---- */
+
+typedef struct {
+    cred_job job;
+    auth_db *db;
+    auth_basic_cb cb;
+    void *data;
+    bool ok;
+    size_t len;
+    char value[AUTH_MAX_VALUE];
+    char user[128];
+} basic_job;
+
+static void basic_work(cred_job *job)
+{
+    basic_job *b = (basic_job *)job;
+    b->ok = auth_check(b->db, b->value, b->len, b->user, sizeof b->user);
+}
+
+static void basic_done(cred_job *job, int status)
+{
+    basic_job *b = (basic_job *)job;
+    b->cb(b->data, status == 0 && b->ok, b->user, status);
+    explicit_bzero(b->value, sizeof b->value);
+    free(b);
+}
+
+int auth_basic_submit(cred_pool_loop *pl, auth_db *db, const char *value, size_t len,
+                      unsigned *pending, unsigned cap, auth_basic_cb cb, void *data)
+{
+    if (len >= AUTH_MAX_VALUE)
+        return UV_EINVAL;
+    basic_job *b = calloc(1, sizeof *b);
+    if (!b)
+        return UV_ENOMEM;
+    b->job.work = basic_work;
+    b->job.done = basic_done;
+    b->db = db;
+    b->cb = cb;
+    b->data = data;
+    b->len = len;
+    memcpy(b->value, value, len);
+    int rc = cred_pool_submit(pl, &b->job, pending, cap);
+    if (rc != 0)
+        free(b);
+    return rc;
 }
