@@ -25,6 +25,7 @@ typedef struct {
     uint64_t snapshot_started;
     int handles;
     bool answered;
+    bool head_only; /* a HEAD request: the answer has no body */
 } admin_conn;
 
 typedef struct {
@@ -78,6 +79,8 @@ static void respond(admin_conn *c, int status, const char *reason, const char *t
         return;
     }
     memcpy(wr->data, head, (size_t)n);
+    if (c->head_only)
+        len = 0;
     if (len)
         memcpy(wr->data + n, body, len);
     wr->c = c;
@@ -148,6 +151,8 @@ static void route(admin_conn *c)
         respond_text(c, 400, "Bad Request", "malformed request\n");
         return;
     }
+    c->head_only = strcmp(method, "HEAD") == 0;
+    uv_timer_stop(&c->timer);
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
         respond_text(c, strcmp(method, "CONNECT") == 0 ? 403 : 405,
                      strcmp(method, "CONNECT") == 0 ? "Forbidden" : "Method Not Allowed",
@@ -210,6 +215,13 @@ static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
         respond_text(c, 431, "Request Header Fields Too Large", "request too large\n");
 }
 
+/* A client that does not finish its request within header_timeout_s is closed. */
+static void on_header_timeout(uv_timer_t *t)
+{
+    admin_conn *c = t->data;
+    respond_text(c, 408, "Request Timeout", "request not complete in time\n");
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     worker *w = server->data;
@@ -224,8 +236,12 @@ static void on_connection(uv_stream_t *server, int status)
     c->tcp.data = c->timer.data = c;
     c->handles = 2;
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
         conn_close(c);
+        return;
+    }
+    uv_timer_start(&c->timer, on_header_timeout, (uint64_t)w->shared->cfg.header_timeout_s * 1000,
+                   0);
 }
 
 static void admin_close(worker *w)

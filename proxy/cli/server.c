@@ -12,6 +12,7 @@
 #include "auth.h"
 #include "certs.h"
 #include "cli.h"
+#include "cred_pool.h"
 #include "diag.h"
 #include "pac.h"
 #include "tls_contexts.h"
@@ -261,6 +262,12 @@ int cli_run(const char *conf)
     uv_signal_start(&pr.sig_int, on_stop_signal, SIGINT);
     uv_signal_start(&pr.sig_hup, on_reload_signal, SIGHUP);
 
+    worker_budget_descriptors(sh);
+    /* Password checks get threads of their own, so they never wait behind or delay DNS. */
+    if (sh->auth && !(sh->cred_pool = cred_pool_new(2, 256))) {
+        fprintf(stderr, "handoff: cannot start the credential check threads\n");
+        return 2;
+    }
     for (int i = 0; i < pr.count; i++)
         pthread_create(&pr.workers[i].thread, NULL, worker_run, &pr.workers[i]);
     for (int i = 0; i < cfg->listen_count; i++)
@@ -276,6 +283,10 @@ int cli_run(const char *conf)
         free(pr.workers[i].snapshot_json);
     }
     uv_loop_close(main_loop);
+    if (sh->cred_pool) {
+        cred_pool_stop(sh->cred_pool);
+        cred_pool_free(sh->cred_pool);
+    }
     access_log_close(sh->log);
     diag(LOG_INFO, "stopped");
     if (sh->current_policy)

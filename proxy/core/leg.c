@@ -238,7 +238,7 @@ void leg_shutdown(leg *l)
     if (!l->open || l->closing || l->shut)
         return;
     /* close_notify goes out before FIN, through the raw path. */
-    if (l->filter)
+    if (l->filter && !l->no_close_notify)
         l->filter->close_notify(l);
     l->shut = true;
     shutdown_req *sr = malloc(sizeof *sr);

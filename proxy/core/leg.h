@@ -44,6 +44,7 @@ struct leg {
     bool reading;                    /* uv_read_start is in effect */
     bool eof;                        /* peer sent FIN (or TLS close) */
     bool truncated;                  /* the peer ended TLS without close_notify */
+    bool no_close_notify;            /* end without close_notify: pass a truncation on as one */
     bool shut;                       /* we sent FIN */
     bool shut_done;                  /* the FIN left after every queued byte */
     bool sock_eof;                   /* the socket reported EOF or an error: nothing more to read */

@@ -60,6 +60,7 @@ static void check_done(session *s)
 
 void session_leg_closed(session *s)
 {
+    atomic_fetch_sub(&s->w->shared->fds_in_use, 1);
     session_ref(s);
     check_done(s);
     session_unref(s);
@@ -241,4 +242,5 @@ void session_open_leg(session *s, leg *l)
     l->tcp.data = l;
     l->open = true;
     s->pending++;
+    atomic_fetch_add(&s->w->shared->fds_in_use, 1);
 }

@@ -33,6 +33,7 @@ struct session {
     upstream_op *upstream; /* resolve and connect in progress */
     int pending;           /* open handles and outstanding requests; freed when it reaches 0 */
     bool ending;           /* session_end/abort called: no stage runs any more */
+    unsigned auth_jobs;    /* credential checks queued for this connection */
     bool idle;             /* waiting for a client's next request: a stop may close it now */
 
     /* Facts of the connection, shared by the stages. Names are canonical. */

@@ -289,9 +289,14 @@ static void on_timeout(uv_timer_t *t)
 void upstream_connect(session *s, const char *host, uint16_t port, upstream_cb done)
 {
     upstream_cancel(s);
-    /* A previous origin connection ends first; the new one waits for its handle. */
-    if (s->origin.open && !s->origin.closing && !s->origin.finishing)
-        leg_close_graceful(&s->origin);
+    /* A previous origin connection ends first; the new one waits for its handle. Bytes
+     * still queued to it belong to an exchange that is over: they are dropped. */
+    if (s->origin.open && !s->origin.closing) {
+        if (s->origin.queued)
+            leg_abort(&s->origin);
+        else if (!s->origin.finishing)
+            leg_close_graceful(&s->origin);
+    }
     upstream_op *op = calloc(1, sizeof *op);
     if (!op) {
         done(s, 502, "out of memory");

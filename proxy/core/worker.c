@@ -1,14 +1,18 @@
 /* Workers: each its own loop and its own SO_REUSEPORT listeners on the same addresses. */
 #include "worker.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "cred_pool.h"
 #include "diag.h"
 #include "session.h"
 #include "session_json.h"
@@ -54,6 +58,32 @@ static void listen_handles_closed(uv_handle_t *h)
     (void)h;
 }
 
+/* Descriptors kept free for DNS, the admin listener, log files and origin connections. */
+#define FD_RESERVE 24
+
+void worker_budget_descriptors(shared_state *sh)
+{
+    struct rlimit rl;
+    int open_now = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (d) {
+        while (readdir(d))
+            open_now++;
+        closedir(d);
+    }
+    int limit = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)INT32_MAX
+                    ? (int)rl.rlim_cur
+                    : INT32_MAX;
+    sh->fd_budget = limit - open_now - FD_RESERVE;
+    if (sh->fd_budget < 4)
+        sh->fd_budget = 4;
+}
+
+bool worker_descriptors_available(shared_state *sh, int n)
+{
+    return sh->fd_budget <= 0 || atomic_load(&sh->fds_in_use) + n <= sh->fd_budget;
+}
+
 static void resume_accepting(uv_timer_t *t);
 
 static void pause_accepting(worker *w, int err)
@@ -95,6 +125,11 @@ static void resume_accepting(uv_timer_t *t)
     worker *w = t->data;
     if (w->stop_requested)
         return;
+    /* A client needs its own descriptor and, soon, one towards its origin. */
+    if (!worker_descriptors_available(w->shared, 2)) {
+        uv_timer_start(&w->accept_timer, resume_accepting, ACCEPT_PAUSE_MS, 0);
+        return;
+    }
     for (int i = 0; i < w->listener_count; i++) {
         int rc = attach_listener(w, i);
         if (rc != 0) {
@@ -127,6 +162,10 @@ static void on_connection(uv_stream_t *server, int status)
     int len = sizeof s->client_addr;
     uv_tcp_getpeername(&s->client.tcp, (struct sockaddr *)&s->client_addr, &len);
     format_peer(&s->client_addr, s->client_text, sizeof s->client_text);
+    /* Stop accepting before the descriptors run out: clients then wait in the backlog
+     * instead of being accepted and dropped. */
+    if (!worker_descriptors_available(w->shared, 4))
+        pause_accepting(w, UV_EMFILE);
     session_enter(s, STAGE_HEAD, NULL, 0);
 }
 
@@ -213,6 +252,10 @@ static void on_stop_check(uv_timer_t *t)
         uv_timer_stop(t);
         uv_close((uv_handle_t *)t, NULL);
         uv_close((uv_handle_t *)&w->wakeup, NULL);
+        if (w->cred) {
+            cred_pool_detach(w->cred); /* no check is outstanding: every session has ended */
+            w->cred = NULL;
+        }
         if (w->admin_close)
             w->admin_close(w);
     }
@@ -253,6 +296,8 @@ static void on_wakeup(uv_async_t *a)
 void *worker_run(void *arg)
 {
     worker *w = arg;
+    if (w->shared->cred_pool)
+        w->cred = cred_pool_attach(w->shared->cred_pool, &w->loop);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     return NULL;
 }

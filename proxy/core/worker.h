@@ -24,8 +24,9 @@ typedef struct {
     config cfg;
     access_log *log;
     auth_db *auth;
-    certs_ca *ca; /* NULL when no CA is configured */
-    char *ca_pem; /* the CA certificate, served on the admin port */
+    struct cred_pool *cred_pool; /* credential checks, when authentication is on */
+    certs_ca *ca;                /* NULL when no CA is configured */
+    char *ca_pem;                /* the CA certificate, served on the admin port */
     certs_cache *leaves;
     struct ssl_ctx_st *client_ctx; /* origin-facing */
     struct ssl_ctx_st *server_ctx; /* client-facing */
@@ -36,6 +37,8 @@ typedef struct {
     pthread_mutex_t policy_lock;
     policy *current_policy;
     atomic_int connections; /* open client connections, all workers */
+    atomic_int fds_in_use;  /* sockets and pipes of sessions, all workers */
+    int fd_budget;          /* what sessions may use: the descriptor limit less a reserve */
     atomic_uint_fast64_t next_session_id;
     atomic_bool stopping;
     struct worker *workers; /* for the admin view, which merges every worker's sessions */
@@ -60,7 +63,8 @@ struct worker {
     void (*admin_close)(worker *w); /* the admin listener lives on worker 0 */
     void *admin;
     pthread_t thread;
-    session *sessions; /* registry of open sessions */
+    struct cred_pool_loop *cred; /* this loop's end of the credential pool */
+    session *sessions;           /* registry of open sessions */
     pthread_mutex_t snapshot_lock;
     char *snapshot_json; /* this worker's sessions as a JSON array, for the admin view */
     uint64_t snapshot_gen;
@@ -74,6 +78,12 @@ policy *shared_policy_acquire(shared_state *sh);
 
 /** Publishes a freshly compiled policy; the old one lives on in the connections that hold it. */
 void shared_policy_publish(shared_state *sh, policy *p);
+
+/** Sets sh->fd_budget from the descriptor limit and what the process holds now. */
+void worker_budget_descriptors(shared_state *sh);
+
+/** Whether a session may open n more descriptors now. */
+bool worker_descriptors_available(shared_state *sh, int n);
 
 /** Prepares the worker's loop. 0 or a negative errno. */
 int worker_init(worker *w, shared_state *sh, int index);

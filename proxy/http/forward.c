@@ -124,8 +124,9 @@ static int resp_headers_complete(llhttp_t *p)
             h->response_until_close = true;
             h->client_keep_alive = false;
         }
-        if (!h->request_done)
-            h->client_keep_alive = false; /* answered early: the rest of the body is not read */
+        /* Inside a tunnel the client talks to the origin itself: its close is the client's. */
+        if (h->inner && !llhttp_should_keep_alive(p))
+            h->client_keep_alive = false;
         if (!h->client_keep_alive || h->client_eof)
             out_addf(&o, "Connection: close\r\n");
     }
@@ -215,9 +216,11 @@ void http_origin_data(session *s, const char *buf, ssize_t n)
     }
     if (n < 0) {
         if (n == UV_EOF && h->response_until_close) {
-            if (s->origin.truncated)
+            if (s->origin.truncated) {
                 txn_fail(s, "origin ended TLS without close_notify: the response may be "
                             "truncated");
+                s->client.no_close_notify = true; /* the client must not take it as whole */
+            }
             llhttp_finish(&h->resp);
             h->response_done = true;
             h->origin_keep_alive = false;
@@ -423,6 +426,9 @@ static void send_request_head(session *s)
 void http_forward_body(session *s, const char *buf, size_t len)
 {
     http_state *h = state(s);
+    /* An origin that answered early and went away: the rest of the body is read and dropped. */
+    if (h->response_done && (!s->origin.open || s->origin.finishing || s->origin.closing))
+        return;
     if (h->request_chunked)
         write_chunk(&s->origin, buf, len);
     else
@@ -434,6 +440,8 @@ void http_forward_body(session *s, const char *buf, size_t len)
 void http_forward_request_end(session *s)
 {
     http_state *h = state(s);
+    if (h->response_done && (!s->origin.open || s->origin.finishing || s->origin.closing))
+        return;
     if (h->request_chunked)
         leg_write(&s->origin, "0\r\n\r\n", 5);
 }
@@ -455,5 +463,19 @@ void http_forward_deadline(session *s)
     }
     char reason[100];
     snprintf(reason, sizeof reason, "idle for %d s", cfg->idle_timeout_s);
+    session_abort(s, reason);
+}
+
+void http_leg_error(session *s, leg *l, int err)
+{
+    http_state *h = state(s);
+    if (!l->is_client && h->response_done) {
+        /* The answer is complete: an origin that stopped taking the body costs nothing. */
+        h->origin_ready = false;
+        leg_abort(l);
+        return;
+    }
+    char reason[160];
+    snprintf(reason, sizeof reason, "%s: %s", l->is_client ? "client" : "origin", uv_strerror(err));
     session_abort(s, reason);
 }

@@ -372,39 +372,21 @@ static void after_message(session *s)
 
 static void decide(session *s);
 
-typedef struct {
-    uv_work_t req;
-    session *s;
-    char *header;
-    size_t len;
-    char user[128];
-    bool ok;
-} auth_job;
-
-static void on_auth_work(uv_work_t *req)
+static void on_basic_checked(void *data, bool ok, const char *user, int status)
 {
-    auth_job *job = req->data;
-    /* The job owns its copies: nothing of the session is touched off the loop. */
-    job->ok =
-        auth_check(job->s->w->shared->auth, job->header, job->len, job->user, sizeof job->user);
-}
-
-static void on_auth_done(uv_work_t *req, int status)
-{
-    auth_job *job = req->data;
-    session *s = job->s;
-    if (!s->ending && s->st && (s->stage == stage_table[STAGE_HEAD])) {
-        http_state *h = state(s);
-        h->auth_pending = false;
-        if (status == 0 && job->ok) {
-            snprintf(s->user, sizeof s->user, "%s", job->user);
+    session *s = data;
+    if (!s->ending && s->stage == stage_table[STAGE_HEAD] && state(s)->auth_pending) {
+        state(s)->auth_pending = false;
+        if (status == 0 && ok) {
+            snprintf(s->user, sizeof s->user, "%s", user);
             decide(s);
+        } else if (status < 0) {
+            http_answer(s, 503, "Service Unavailable", "the credential check did not run (%s)\n",
+                        uv_strerror(status));
         } else {
             http_answer(s, 407, "Proxy Authentication Required", "proxy authentication required\n");
         }
     }
-    free(job->header);
-    free(job);
     session_unref(s);
 }
 
@@ -421,29 +403,25 @@ static bool authenticate(session *s)
         http_answer(s, 407, "Proxy Authentication Required", "proxy authentication required\n");
         return false;
     }
-    if (auth_check_cached(sh->auth, v, len, s->user, sizeof s->user))
+    switch (auth_check_fast(sh->auth, v, len, s->user, sizeof s->user)) {
+    case AUTH_GRANTED:
         return true;
-    auth_job *job = calloc(1, sizeof *job);
-    if (job)
-        job->header = malloc(len + 1);
-    if (!job || !job->header) {
-        if (job)
-            free(job);
-        session_abort(s, "out of memory");
+    case AUTH_REFUSED:
+        http_answer(s, 407, "Proxy Authentication Required", "proxy authentication required\n");
         return false;
+    case AUTH_UNKNOWN:
+        break;
     }
-    memcpy(job->header, v, len);
-    job->header[len] = '\0';
-    job->len = len;
-    job->s = s;
-    job->req.data = job;
+    /* One check at a time per connection, in a bounded pool of its own: a flood of wrong
+     * passwords neither queues unbounded work nor delays name resolution. */
     session_ref(s);
     h->auth_pending = true;
-    if (uv_queue_work(&s->w->loop, &job->req, on_auth_work, on_auth_done) != 0) {
-        free(job->header);
-        free(job);
+    int rc = auth_basic_submit(s->w->cred, sh->auth, v, len, &s->auth_jobs, 1, on_basic_checked, s);
+    if (rc != 0) {
+        h->auth_pending = false;
         session_unref(s);
-        session_abort(s, "cannot queue the credential check");
+        http_answer(s, 503, "Service Unavailable", "too many credential checks waiting (%s)\n",
+                    uv_strerror(rc));
     }
     return false;
 }
@@ -693,6 +671,7 @@ const stage head_stage = {
     .enter = head_enter,
     .on_data = on_data,
     .on_deadline = on_deadline,
+    .on_error = http_leg_error,
     .leave = leave,
 };
 
@@ -702,5 +681,6 @@ const stage http_stage = {
     .enter = http_enter,
     .on_data = on_data,
     .on_deadline = on_deadline,
+    .on_error = http_leg_error,
     .leave = leave,
 };

@@ -74,5 +74,7 @@ void http_origin_data(session *s, const char *buf, ssize_t n);
 /** The request and the response are both complete. */
 bool http_exchange_complete(const http_state *h);
 void http_forward_deadline(session *s);
+/** Writing to a leg failed. */
+void http_leg_error(session *s, leg *l, int err);
 
 #endif

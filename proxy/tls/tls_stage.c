@@ -172,7 +172,7 @@ static void tls_on_deadline(session *s)
 {
     tls_state *st = s->st;
     char reason[200];
-    snprintf(reason, sizeof reason, "TLS handshake with the %s not complete within %d s",
+    snprintf(reason, sizeof reason, "TLS handshake with the %s timed out after %d s",
              st->client_started ? "client" : "origin", s->w->shared->cfg.tls_handshake_timeout_s);
     session_abort(s, reason);
 }

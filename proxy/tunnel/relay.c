@@ -110,9 +110,11 @@ static void relay_on_data(session *s, leg *l, const char *buf, ssize_t n)
         }
         /* A peer that stops without close_notify before the other side ended cut its stream
          * short; once we had passed it the other side's close, the conversation was over. */
-        if (l->truncated && !l->shut)
+        if (l->truncated && !l->shut) {
             txn_fail(s, "%s ended TLS without close_notify: the stream may be truncated",
                      l->is_client ? "client" : "origin");
+            peer->no_close_notify = true;
+        }
         leg_shutdown(peer); /* the half-close passes on, after what is queued */
         maybe_finish(s);
         return;

@@ -33,6 +33,7 @@ struct splice_state {
     splice_dir dir[2]; /* 0: client -> origin, 1: origin -> client */
     int handles;
     bool stopped;
+    bool counted; /* its pipes are counted in fds_in_use */
 };
 
 static void on_poll(uv_poll_t *p, int status, int events);
@@ -165,6 +166,8 @@ static void on_poll_closed(uv_handle_t *h)
             if (st->dir[i].pipe[j] >= 0)
                 close(st->dir[i].pipe[j]);
     }
+    if (st->handles == 0 && st->counted)
+        atomic_fetch_sub(&s->w->shared->fds_in_use, 4);
     free(st);
     session_unref(s);
 }
@@ -173,6 +176,9 @@ splice_state *splice_start(session *s)
 {
     if (s->client.filter || s->origin.filter || s->client.queued || s->origin.queued ||
         s->client.eof || s->origin.eof)
+        return NULL;
+    /* Pipes cost descriptors: a tunnel relays through user space rather than starve accepts. */
+    if (!worker_descriptors_available(s->w->shared, 4))
         return NULL;
     uv_os_fd_t fds[2];
     if (uv_fileno((uv_handle_t *)&s->client.tcp, &fds[0]) != 0 ||
@@ -206,6 +212,8 @@ splice_state *splice_start(session *s)
         st->poll[i].data = st;
     st->handles = 2;
     session_ref(s);
+    atomic_fetch_add(&s->w->shared->fds_in_use, 4);
+    st->counted = true;
     update(st);
     return st;
 }
