@@ -40,7 +40,7 @@ asan:
 fuzz:
 	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DHANDOFF_FUZZ=ON
 	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target policy_fuzz detect_fuzz framing_fuzz names_fuzz \
-	  proxy_protocol_fuzz ocsp_fuzz
+	  proxy_protocol_fuzz ocsp_fuzz http_head_fuzz
 
 run: deps build
 	@if [ ! -f $(CA_DIR)/ca.key ]; then $(BUILD)/proxy/handoff ca init $(CA_DIR); fi

@@ -48,6 +48,7 @@ static const key_spec keys[] = {
     {"proxy", "max_connections", K_INT, F(max_connections), 1, 10000000},
     {"proxy", "tls_handshake_timeout_s", K_INT, F(tls_handshake_timeout_s), 1, 3600},
     {"proxy", "drain_timeout_s", K_INT, F(drain_timeout_s), 0, 86400},
+    {"tls", "sni_must_match", K_BOOL, F(sni_must_match), 0, 0},
     {"tls", "ca_cert", K_PATH, F(ca_cert), 0, 0},
     {"tls", "ca_key", K_PATH, F(ca_key), 0, 0},
     {"tls", "upstream_ca_file", K_PATH, F(upstream_ca_file), 0, 0},
@@ -90,6 +91,7 @@ void config_defaults(config *cfg)
     cfg->max_connections = 20000;
     cfg->tls_handshake_timeout_s = 10;
     cfg->drain_timeout_s = 10;
+    cfg->sni_must_match = true;
     snprintf(cfg->upstream_ca_file, sizeof cfg->upstream_ca_file, "%s",
              "/etc/ssl/certs/ca-certificates.crt");
     cfg->verify_upstream = true;

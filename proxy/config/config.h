@@ -40,6 +40,7 @@ typedef struct {
     char ca_key[CONFIG_MAX_PATH];
     char upstream_ca_file[CONFIG_MAX_PATH];
     bool verify_upstream;
+    bool sni_must_match; /* a CONNECT to a name accepts only an SNI for that name */
     int leaf_cache_size;
     char crl_url[CONFIG_MAX_PATH];
 

@@ -41,6 +41,7 @@ struct session {
     char client_text[64];
     char target_host[256]; /* the CONNECT target (or the origin of the current request) */
     uint16_t target_port;
+    bool target_is_name; /* the target is a DNS name (not an address literal) */
     char sni[256];
     char user[128];
     detect_protocol protocol;

@@ -11,6 +11,7 @@
 #include "auth.h"
 #include "http_internal.h"
 #include "local_pages.h"
+#include "names.h"
 #include "url.h"
 #include "verdict.h"
 #include "worker.h"
@@ -448,11 +449,55 @@ static void decide(session *s)
     http_forward(s);
 }
 
-static void strip_trailing_dot(char *host)
+/* Whether a Host value names a port (after an IPv6 literal's bracket, if any). */
+static bool authority_has_port(const char *v, size_t n)
 {
-    size_t n = strlen(host);
-    if (n > 1 && host[n - 1] == '.')
-        host[n - 1] = '\0';
+    const char *after = n && v[0] == '[' ? memchr(v, ']', n) : v;
+    return after && memchr(after, ':', n - (size_t)(after - v)) != NULL;
+}
+
+/* host:port with brackets around IPv6, as logs and policy see a target. */
+static void format_target(char *out, size_t len, const names_host *h, uint16_t port)
+{
+    snprintf(out, len, h->kind == NAMES_IPV6 ? "[%s]:%u" : "%s:%u", h->text, port);
+}
+
+/* An absolute http:// URL: the canonical URL replaces h->url; 0, or -1 with a 400 sent. */
+static int canonical_absolute(session *s)
+{
+    http_state *h = state(s);
+    if (strncasecmp(h->url, "http://", 7) != 0) {
+        http_answer(s, 400, "Bad Request", "unsupported request target '%s'\n", h->url);
+        return -1;
+    }
+    const char *auth = h->url + 7;
+    size_t alen = strcspn(auth, "/?#");
+    names_authority a;
+    const char *why = names_url_authority(auth, alen, 80, &a);
+    if (why) {
+        http_answer(s, 400, "Bad Request", "the URL's host does not parse: %s\n", why);
+        return -1;
+    }
+    const char *rest = auth + alen;
+    if (*rest == '#')
+        rest = "";
+    char *url = NULL;
+    bool v6 = a.host.kind == NAMES_IPV6;
+    int n = a.port == 80 ? asprintf(&url, v6 ? "http://[%s]%s%s" : "http://%s%s%s", a.host.text,
+                                    *rest == '/' ? "" : "/", rest)
+                         : asprintf(&url, v6 ? "http://[%s]:%u%s%s" : "http://%s:%u%s%s",
+                                    a.host.text, a.port, *rest == '/' ? "" : "/", rest);
+    if (n < 0) {
+        session_abort(s, "out of memory");
+        return -1;
+    }
+    free(h->url);
+    h->url = url;
+    h->request_path = strchr(url + 7, '/');
+    snprintf(h->host, sizeof h->host, "%s", a.host.text);
+    h->port = a.port;
+    s->target_is_name = a.host.kind == NAMES_NAME;
+    return 0;
 }
 
 /* Inside a tunnel the origin is fixed; url.host is the Host header's name. */
@@ -472,20 +517,18 @@ static void dispatch_inner(session *s)
     if (hosts == 1) {
         size_t hl = 0;
         const char *host = head_get(&h->head, "Host", &hl);
-        char authority[300];
-        url_parts u;
-        snprintf(authority, sizeof authority, "%.*s", (int)hl, host);
-        if (hl >= sizeof authority || url_parse_host_header(authority, &u) != 0) {
-            http_answer(s, 400, "Bad Request", "the Host header does not parse\n");
+        names_authority a;
+        const char *why = names_host_header(host, hl, 1, &a);
+        if (why) {
+            http_answer(s, 400, "Bad Request", "the Host header does not parse: %s\n", why);
             return;
         }
-        snprintf(h->host, sizeof h->host, "%s", u.host);
-        h->port = u.port;
+        snprintf(h->host, sizeof h->host, "%s", a.host.text);
+        h->port = authority_has_port(host, hl) ? a.port : 0;
     } else {
         snprintf(h->host, sizeof h->host, "%s", s->sni[0] ? s->sni : s->target_host);
         h->port = 0;
     }
-    strip_trailing_dot(h->host);
     const char *scheme = s->intercepted ? "https" : "http";
     uint16_t port = s->target_port;
     bool default_port = port == (s->intercepted ? 443 : 80);
@@ -526,16 +569,21 @@ static void dispatch(session *s)
         dispatch_inner(s);
         return;
     }
-    url_parts u;
     if (strcmp(h->method, "CONNECT") == 0) {
-        txn_begin(s, false, "CONNECT", h->url);
-        if (url_parse_authority(h->url, &u) != 0) {
-            http_answer(s, 400, "Bad Request", "CONNECT needs host:port, got '%s'\n", h->url);
+        names_authority a;
+        const char *why = names_connect_target(h->url, strlen(h->url), &a);
+        if (why) {
+            txn_begin(s, false, "CONNECT", h->url);
+            http_answer(s, 400, "Bad Request", "CONNECT needs host:port (%s), got '%s'\n", why,
+                        h->url);
             return;
         }
-        strip_trailing_dot(u.host);
-        snprintf(s->target_host, sizeof s->target_host, "%s", u.host);
-        s->target_port = u.port;
+        char target[300];
+        format_target(target, sizeof target, &a.host, a.port);
+        txn_begin(s, false, "CONNECT", target);
+        snprintf(s->target_host, sizeof s->target_host, "%s", a.host.text);
+        s->target_port = a.port;
+        s->target_is_name = a.host.kind == NAMES_NAME;
     } else if (h->url[0] == '/') {
         txn_begin(s, true, h->method, h->url);
         char path[256];
@@ -554,17 +602,11 @@ static void dispatch(session *s)
         http_resume_client(s);
         return;
     } else {
+        if (canonical_absolute(s) != 0)
+            return; /* answered 400 */
         txn_begin(s, true, h->method, h->url);
-        if (url_parse_absolute(h->url, &u) != 0) {
-            http_answer(s, 400, "Bad Request", "unsupported request target '%s'\n", h->url);
-            return;
-        }
-        strip_trailing_dot(u.host);
-        snprintf(h->host, sizeof h->host, "%s", u.host);
-        h->port = u.port;
-        h->request_path = h->url + (u.path - h->url);
-        snprintf(s->target_host, sizeof s->target_host, "%s", u.host);
-        s->target_port = u.port;
+        snprintf(s->target_host, sizeof s->target_host, "%s", h->host);
+        s->target_port = h->port;
     }
     if (authenticate(s))
         decide(s);

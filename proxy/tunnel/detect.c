@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "metrics.h"
+#include "names.h"
 #include "session.h"
 #include "verdict.h"
 #include "worker.h"
@@ -91,6 +92,34 @@ static void settle_inner(session *s, detect_protocol proto)
     hand_off(s, id);
 }
 
+/* The SNI in canonical form, checked against the CONNECT host; false when the connection
+ * ended (logged, nothing relayed). */
+static bool accept_sni(session *s, const char *raw)
+{
+    s->sni[0] = '\0';
+    if (!raw[0])
+        return true;
+    names_host h;
+    const char *why = names_sni_canonical((const uint8_t *)raw, strlen(raw), &h);
+    if (why == names_err_sni_ip_literal)
+        return true; /* RFC 6066 forbids it: taken as no name at all */
+    if (why) {
+        names_escape((const uint8_t *)raw, strlen(raw), s->sni, sizeof s->sni);
+        txn_fail(s, "protocol error: the TLS server name is not a host name (%s)", why);
+        session_end(s);
+        return false;
+    }
+    snprintf(s->sni, sizeof s->sni, "%s", h.text);
+    if (s->w->shared->cfg.sni_must_match && s->target_is_name &&
+        strcmp(s->sni, s->target_host) != 0) {
+        txn_fail(s, "the TLS server name %s is not the CONNECT host %s ([tls] sni_must_match)",
+                 s->sni, s->target_host);
+        session_end(s);
+        return false;
+    }
+    return true;
+}
+
 static void settle(session *s, const detect_result *r)
 {
     detect_state *st = s->st;
@@ -102,7 +131,8 @@ static void settle(session *s, const detect_result *r)
     }
     s->protocol = r->protocol;
     if (r->protocol == PROTO_SSL) {
-        snprintf(s->sni, sizeof s->sni, "%s", r->tls.sni);
+        if (!accept_sni(s, r->tls.sni))
+            return;
         s->client_offers_http11 = false;
         for (unsigned i = 0; i < r->tls.alpn_count; i++)
             s->client_offers_http11 |= strcmp(r->tls.alpn[i], "http/1.1") == 0;
