@@ -15,8 +15,6 @@
 
 /** Longest canonical name (RFC 1035 presentation form without the trailing dot). */
 #define NAMES_MAX_NAME 253
-/** Longest label of a name. */
-#define NAMES_MAX_LABEL 63
 
 /** What a canonical host is. */
 typedef enum {
@@ -51,7 +49,7 @@ extern const char names_err_sni_ip_literal[];
  * accepts, or an IPv6 address with or without brackets (zone ids refused). v4-mapped IPv6
  * becomes IPv4. A name whose last label is a number but that is no IPv4 address is refused.
  * Names: ASCII letters, digits, `-`, `_` and `.` (hyphens anywhere in a label, as browsers
- * accept), labels of 1..63 bytes, at most 253 bytes; A-labels (xn--) pass as they are.
+ * accept), no empty label, at most 253 bytes; A-labels (xn--) pass as they are.
  */
 const char *names_host_canonical(const char *p, size_t n, names_host *out);
 

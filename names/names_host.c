@@ -125,8 +125,6 @@ static const char *name_or_ipv4(const char *p, size_t n, names_host *out)
         }
         if (label_len == 0)
             return "empty label in host";
-        if (label_len > NAMES_MAX_LABEL)
-            return "label longer than 63 bytes in host";
         if (i < n) {
             label = out->text + i + 1;
             label_len = 0;

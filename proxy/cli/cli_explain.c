@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "config.h"
 #include "detect.h"
+#include "groups.h"
 #include "policy.h"
 #include "url.h"
 
@@ -111,7 +112,28 @@ int cli_explain(const char *conf, int argc, char **argv)
         .client = (const struct sockaddr *)&addr,
         .tunneled = -1,
         .user = user,
+        .mode = "explicit",
     };
+    /* --user: the groups file says which group= rules the user matches. */
+    policy_groups *groups = NULL;
+    if (user && cfg.groups[0]) {
+        policy_errors gerrs = {0};
+        groups = policy_groups_compile_file(cfg.groups, &gerrs);
+        for (size_t i = 0; i < gerrs.count; i++)
+            fprintf(stderr, "%s:%d:%d: %s\n", gerrs.items[i].file, gerrs.items[i].line,
+                    gerrs.items[i].col, gerrs.items[i].message);
+        policy_errors_free(&gerrs);
+        if (!groups) {
+            if (p)
+                policy_release(p);
+            return 1;
+        }
+        f.groups = policy_groups_of(groups, user, &f.group_count);
+        printf("user %s: groups", user);
+        for (size_t i = 0; i < f.group_count; i++)
+            printf(" %s", f.groups[i]);
+        printf("%s\n", f.group_count ? "" : " (none)");
+    }
     policy_decision d1, d2, d3;
     printf("checkpoint 1 (request): %s %s from %s\n", f.method, connect ? connect : url, client);
     policy_explain(p, &f, POLICY_CP_REQUEST, &d1, stdout);
@@ -119,6 +141,12 @@ int cli_explain(const char *conf, int argc, char **argv)
     policy_where where = d1.verdict_rule;
     printf("  -> %s%s\n", verdict_text(d1.verdict, cfg.policy_default_allow),
            d1.verdict == POLICY_UNSET ? " ([policy] default)" : "");
+    if (cfg.auth_count > 0 && !user) {
+        if (d1.authenticate == TRI_NO)
+            printf("  -> authenticate(no): no credentials asked\n");
+        else if (d1.needs_identity || allow)
+            printf("  -> would ask for authentication (407), then evaluate again with the user\n");
+    }
     bool detect = cfg.protocol_detection;
     if (d1.detect_protocol != DETECT_PROTO_UNSET)
         detect = d1.detect_protocol == DETECT_PROTO_ALL;
@@ -133,6 +161,10 @@ int cli_explain(const char *conf, int argc, char **argv)
         policy_explain(p, &f2, POLICY_CP_TLS, &d2, stdout);
         intercepted = d2.ssl_forward_proxy == SSL_FP_HTTPS || d2.ssl_forward_proxy == SSL_FP_YES;
         printf("  -> ssl.forward_proxy %s\n", forward_text(d2.ssl_forward_proxy));
+        if (d2.check_revocation != REVOCATION_UNSET) {
+            static const char *const names[] = {"", "auto", "ocsp", "crl", "no"};
+            printf("  -> ssl.check_revocation %s\n", names[d2.check_revocation]);
+        }
     }
     if (allow && connect) {
         const char *proto = protocol;
@@ -165,5 +197,7 @@ int cli_explain(const char *conf, int argc, char **argv)
         printf("decision: %s (default)\n", allow ? "allow" : "deny");
     if (p)
         policy_release(p);
+    if (groups)
+        policy_groups_release(groups);
     return 0;
 }

@@ -10,10 +10,12 @@
 #include "access_log.h"
 #include "admin.h"
 #include "auth.h"
+#include "auth_negotiate.h"
 #include "certs.h"
 #include "cli.h"
 #include "cred_pool.h"
 #include "diag.h"
+#include "groups.h"
 #include "pac.h"
 #include "tls_contexts.h"
 #include "worker.h"
@@ -71,6 +73,18 @@ policy *load_policy(const config *cfg, FILE *err)
     return p;
 }
 
+/* Prints every error of the groups file; returns the compiled groups or NULL. */
+static policy_groups *load_groups(const config *cfg, FILE *err)
+{
+    policy_errors errs = {0};
+    policy_groups *g = policy_groups_compile_file(cfg->groups, &errs);
+    for (size_t i = 0; i < errs.count; i++)
+        fprintf(err, "%s:%d:%d: %s\n", errs.items[i].file, errs.items[i].line, errs.items[i].col,
+                errs.items[i].message);
+    policy_errors_free(&errs);
+    return g;
+}
+
 /* Loads everything a running proxy needs besides sockets. Exit code on failure, else 0. */
 static int prepare(shared_state *sh, const char *conf, bool for_check)
 {
@@ -88,6 +102,22 @@ static int prepare(shared_state *sh, const char *conf, bool for_check)
         !(sh->auth = auth_load(cfg->htpasswd, err, sizeof err))) {
         fprintf(stderr, "%s: [auth] htpasswd: %s\n", cfg->path, err);
         errors++;
+    }
+    if (errors == 0 && cfg->groups[0] && !(sh->groups = load_groups(cfg, stderr)))
+        errors++;
+    if (errors == 0 && !for_check) {
+        for (int i = 0; i < cfg->auth_count; i++) {
+            if (cfg->auth[i] != AUTH_MECH_NEGOTIATE)
+                continue;
+            sh->negotiate =
+                negotiate_acceptor_new(cfg->keytab[0] ? cfg->keytab : NULL,
+                                       cfg->service_principal[0] ? cfg->service_principal : NULL,
+                                       cfg->strip_realm, err, sizeof err);
+            if (!sh->negotiate) {
+                fprintf(stderr, "%s: [auth] negotiate: %s\n", cfg->path, err);
+                errors++;
+            }
+        }
     }
     if (errors == 0) {
         if (cfg->pac_file[0]) {
@@ -141,6 +171,8 @@ int cli_check(const char *conf)
     if (sh.current_policy)
         policy_release(sh.current_policy);
     auth_free(sh.auth);
+    if (sh.groups)
+        policy_groups_release(sh.groups);
     free(sh.pac);
     if (rc == 0)
         printf("%s: ok\n", conf);
@@ -160,10 +192,33 @@ static void on_stop_signal(uv_signal_t *sig, int signum)
     uv_close((uv_handle_t *)&pr->sig_hup, NULL);
 }
 
+static void reload_groups(shared_state *sh)
+{
+    if (!sh->cfg.groups[0])
+        return;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    policy_groups *g = load_groups(&sh->cfg, mem ? mem : stderr);
+    if (mem)
+        fclose(mem);
+    if (!g) {
+        diag(LOG_ERROR, "SIGHUP: %s has errors; the running groups stay", sh->cfg.groups);
+        for (char *save = NULL, *l = text ? strtok_r(text, "\n", &save) : NULL; l;
+             l = strtok_r(NULL, "\n", &save))
+            diag(LOG_ERROR, "%s", l);
+    } else {
+        shared_groups_publish(sh, g);
+        diag(LOG_INFO, "SIGHUP: groups %s reloaded", sh->cfg.groups);
+    }
+    free(text);
+}
+
 static void on_reload_signal(uv_signal_t *sig, int signum)
 {
     process *pr = sig->data;
     (void)signum;
+    reload_groups(pr->sh);
     if (!pr->sh->cfg.policy_file[0]) {
         diag(LOG_INFO, "SIGHUP: no [policy] file to reload");
         return;
@@ -264,7 +319,7 @@ int cli_run(const char *conf)
 
     worker_budget_descriptors(sh);
     /* Password checks get threads of their own, so they never wait behind or delay DNS. */
-    if (sh->auth && !(sh->cred_pool = cred_pool_new(2, 256))) {
+    if (cfg->auth_count > 0 && !(sh->cred_pool = cred_pool_new(2, 256))) {
         fprintf(stderr, "handoff: cannot start the credential check threads\n");
         return 2;
     }
@@ -297,6 +352,9 @@ int cli_run(const char *conf)
     EVP_PKEY_free(sh->leaf_key);
     certs_ca_free(sh->ca);
     auth_free(sh->auth);
+    if (sh->groups)
+        policy_groups_release(sh->groups);
+    negotiate_acceptor_free(sh->negotiate);
     free(sh->pac);
     free(sh->ca_pem);
     free(pr.workers);

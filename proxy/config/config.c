@@ -60,6 +60,11 @@ static const key_spec keys[] = {
     {"admin", "listen", K_ADDR_OPT, F(admin), 0, 0},
     {"auth", "htpasswd", K_PATH, F(htpasswd), 0, 0},
     {"auth", "realm", K_STR, F(realm), 0, 0},
+    {"auth", "mode", K_STR, F(auth_mode), 0, 0},
+    {"auth", "keytab", K_PATH, F(keytab), 0, 0},
+    {"auth", "service_principal", K_STR, F(service_principal), 0, 0},
+    {"auth", "strip_realm", K_BOOL, F(strip_realm), 0, 0},
+    {"auth", "groups", K_PATH, F(groups), 0, 0},
     {"log", "access_log", K_PATH, F(access_log), 0, 0},
     {"log", "format", K_FORMAT, F(log_format), 0, 0},
     {"log", "level", K_LEVEL, F(log_level), 0, 0},
@@ -100,6 +105,7 @@ void config_defaults(config *cfg)
     config_parse_addr("127.0.0.1:8082", &cfg->admin);
     cfg->admin_enabled = true;
     snprintf(cfg->realm, sizeof cfg->realm, "handoff");
+    cfg->strip_realm = true;
     snprintf(cfg->access_log, sizeof cfg->access_log, "-");
     cfg->log_format = LOG_FORMAT_JSON;
     cfg->log_level = LOG_INFO;
@@ -310,6 +316,53 @@ static int on_entry(void *user, const char *section, const char *name, const cha
     return 1;
 }
 
+/* [auth] mode: mechanisms in challenge order, each at most once; htpasswd alone means basic. */
+static int config_auth_mechanisms(config *cfg, const char *path, FILE *err)
+{
+    int errors = 0;
+    cfg->auth_count = 0;
+    char copy[sizeof cfg->auth_mode];
+    snprintf(copy, sizeof copy, "%s", cfg->auth_mode);
+    for (char *save = NULL, *w = strtok_r(copy, " ,\t", &save); w;
+         w = strtok_r(NULL, " ,\t", &save)) {
+        config_auth_mech m;
+        if (strcasecmp(w, "basic") == 0)
+            m = AUTH_MECH_BASIC;
+        else if (strcasecmp(w, "negotiate") == 0)
+            m = AUTH_MECH_NEGOTIATE;
+        else {
+            fprintf(err, "%s:0:0: [auth] mode: unknown mechanism '%s' (basic, negotiate)\n", path,
+                    w);
+            errors++;
+            continue;
+        }
+        bool dup = false;
+        for (int i = 0; i < cfg->auth_count; i++)
+            dup |= cfg->auth[i] == m;
+        if (dup || cfg->auth_count == 2) {
+            fprintf(err, "%s:0:0: [auth] mode: '%s' given twice\n", path, w);
+            errors++;
+            continue;
+        }
+        cfg->auth[cfg->auth_count++] = m;
+    }
+    if (cfg->auth_count == 0 && cfg->htpasswd[0])
+        cfg->auth[cfg->auth_count++] = AUTH_MECH_BASIC;
+    bool basic = false;
+    for (int i = 0; i < cfg->auth_count; i++)
+        basic |= cfg->auth[i] == AUTH_MECH_BASIC;
+    if (basic && !cfg->htpasswd[0]) {
+        fprintf(err, "%s:0:0: [auth] mode: basic needs [auth] htpasswd\n", path);
+        errors++;
+    }
+    if (!basic && cfg->htpasswd[0]) {
+        fprintf(err, "%s:0:0: [auth] htpasswd is set but [auth] mode does not include basic\n",
+                path);
+        errors++;
+    }
+    return errors;
+}
+
 int config_load(config *cfg, const char *path, FILE *err)
 {
     load_ctx ctx = {.cfg = cfg, .err = err, .file = path};
@@ -337,5 +390,6 @@ int config_load(config *cfg, const char *path, FILE *err)
         fprintf(err, "%s:%d:1: syntax error (expected [section] or key = value)\n", path, rc);
         ctx.errors++;
     }
+    ctx.errors += config_auth_mechanisms(cfg, path, err);
     return ctx.errors;
 }

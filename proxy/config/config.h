@@ -16,6 +16,7 @@ typedef struct {
 } config_addr;
 
 typedef enum { LOG_FORMAT_JSON, LOG_FORMAT_SQUID } config_log_format;
+typedef enum { AUTH_MECH_BASIC = 1, AUTH_MECH_NEGOTIATE } config_auth_mech;
 typedef enum { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG } config_log_level;
 
 typedef struct {
@@ -52,6 +53,13 @@ typedef struct {
 
     char htpasswd[CONFIG_MAX_PATH];
     char realm[128];
+    char auth_mode[64];
+    config_auth_mech auth[2]; /* the mechanisms offered, in challenge order */
+    int auth_count;
+    char keytab[CONFIG_MAX_PATH];
+    char service_principal[256];
+    bool strip_realm;
+    char groups[CONFIG_MAX_PATH];
 
     char access_log[CONFIG_MAX_PATH]; /* "-" stdout, "" off */
     config_log_format log_format;

@@ -27,6 +27,9 @@ static void session_free(session *s)
     if (!s->ending)
         atomic_fetch_sub(&w->shared->connections, 1);
     txn_free(&s->t);
+    if (s->auth_ctx && s->auth_ctx_free)
+        s->auth_ctx_free(s->auth_ctx); /* no check runs: each held a reference */
+    free(s->answer_headers);
     free(s->upstream_error);
     free(s->st);
     if (s->pol)

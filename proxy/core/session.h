@@ -34,7 +34,13 @@ struct session {
     int pending;           /* open handles and outstanding requests; freed when it reaches 0 */
     bool ending;           /* session_end/abort called: no stage runs any more */
     unsigned auth_jobs;    /* credential checks queued for this connection */
-    bool idle;             /* waiting for a client's next request: a stop may close it now */
+    const char *auth_mech; /* "basic" or "negotiate" once the user is known */
+    bool authenticated;    /* the connection's identity is established (Negotiate) */
+    bool auth_exempt;      /* authenticate(no): the request goes on without identity */
+    void *auth_ctx;        /* a multi-leg authentication context, freed with the session */
+    void (*auth_ctx_free)(void *ctx);
+    char *answer_headers; /* header lines for the next answer to the client (mutual auth) */
+    bool idle;            /* waiting for a client's next request: a stop may close it now */
 
     /* Facts of the connection, shared by the stages. Names are canonical. */
     struct sockaddr_storage client_addr;
@@ -42,8 +48,9 @@ struct session {
     char target_host[256]; /* the CONNECT target (or the origin of the current request) */
     uint16_t target_port;
     bool target_is_name; /* the target is a DNS name (not an address literal) */
+    bool transparent;    /* arrived on a transparent listener: no CONNECT */
     char sni[256];
-    char user[128];
+    char user[256];
     detect_protocol protocol;
     bool intercepted;
     bool tunneled;

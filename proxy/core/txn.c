@@ -91,6 +91,7 @@ void txn_end(session *s)
         .rule = rule[0] ? rule : NULL,
         .sni = s->sni[0] ? s->sni : NULL,
         .user = s->user[0] ? s->user : NULL,
+        .auth = s->user[0] ? s->auth_mech : NULL,
         .duration_ms = uv_now(&s->w->loop) - t->started_ms,
         .error = t->error,
         .http_version = t->http_version,

@@ -1,6 +1,7 @@
 /* Facts in, decision applied: every checkpoint goes through session_policy. */
 #include "verdict.h"
 
+#include "groups.h"
 #include "session.h"
 #include "worker.h"
 
@@ -18,6 +19,8 @@ static void build_facts(const session *s, policy_checkpoint cp, const char *host
         .tunneled = -1,
         .user = s->user[0] ? s->user : NULL,
     };
+    f->mode = s->transparent ? "transparent" : "explicit";
+    f->identity_withheld = s->auth_exempt;
     if (cp == POLICY_CP_TLS)
         f->protocol = "ssl";
     if (cp == POLICY_CP_DETECTED) {
@@ -40,13 +43,38 @@ static void apply(session *s, policy_checkpoint cp, const policy_decision *d)
         s->verify_server = d->verify_server == TRI_YES;
 }
 
+/* Evaluates with the user's groups, when a user is known and a groups file is loaded. */
+static void evaluate(session *s, policy_facts *f, policy_checkpoint cp, policy_decision *d)
+{
+    policy_groups *g = f->user ? shared_groups_acquire(s->w->shared) : NULL;
+    if (g)
+        f->groups = policy_groups_of(g, f->user, &f->group_count);
+    policy_evaluate(s->pol, f, cp, d);
+    if (g)
+        policy_groups_release(g);
+}
+
+void session_policy_peek(session *s, policy_checkpoint cp, const char *host, const char *method,
+                         policy_decision *out)
+{
+    policy_facts f;
+    build_facts(s, cp, host, method, &f);
+    evaluate(s, &f, cp, out);
+}
+
+bool session_policy_allows(const session *s, const policy_decision *d)
+{
+    return d->verdict == POLICY_UNSET ? s->w->shared->cfg.policy_default_allow
+                                      : d->verdict == POLICY_ALLOW;
+}
+
 bool session_policy(session *s, policy_checkpoint cp, const char *host, const char *method,
                     policy_decision *out)
 {
     policy_facts f;
     policy_decision d;
     build_facts(s, cp, host, method, &f);
-    policy_evaluate(s->pol, &f, cp, &d);
+    evaluate(s, &f, cp, &d);
     apply(s, cp, &d);
     bool allow;
     if (cp == POLICY_CP_REQUEST) {

@@ -19,4 +19,11 @@ typedef struct session session;
 bool session_policy(session *s, policy_checkpoint cp, const char *host, const char *method,
                     policy_decision *out);
 
+/** Evaluates checkpoint cp without applying anything (the first pass of SPEC 4.1). */
+void session_policy_peek(session *s, policy_checkpoint cp, const char *host, const char *method,
+                         policy_decision *out);
+
+/** Whether a checkpoint-1 decision lets the request through (the default when no rule said). */
+bool session_policy_allows(const session *s, const policy_decision *d);
+
 #endif

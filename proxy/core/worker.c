@@ -14,6 +14,7 @@
 
 #include "cred_pool.h"
 #include "diag.h"
+#include "groups.h"
 #include "session.h"
 #include "session_json.h"
 
@@ -33,6 +34,24 @@ void shared_policy_publish(shared_state *sh, policy *p)
     pthread_mutex_unlock(&sh->policy_lock);
     if (old)
         policy_release(old);
+}
+
+policy_groups *shared_groups_acquire(shared_state *sh)
+{
+    pthread_mutex_lock(&sh->policy_lock);
+    policy_groups *g = sh->groups ? policy_groups_retain(sh->groups) : NULL;
+    pthread_mutex_unlock(&sh->policy_lock);
+    return g;
+}
+
+void shared_groups_publish(shared_state *sh, policy_groups *g)
+{
+    pthread_mutex_lock(&sh->policy_lock);
+    policy_groups *old = sh->groups;
+    sh->groups = g;
+    pthread_mutex_unlock(&sh->policy_lock);
+    if (old)
+        policy_groups_release(old);
 }
 
 static void format_peer(const struct sockaddr_storage *ss, char *out, size_t len)

@@ -24,9 +24,11 @@ typedef struct {
     config cfg;
     access_log *log;
     auth_db *auth;
-    struct cred_pool *cred_pool; /* credential checks, when authentication is on */
-    certs_ca *ca;                /* NULL when no CA is configured */
-    char *ca_pem;                /* the CA certificate, served on the admin port */
+    struct cred_pool *cred_pool;          /* credential checks, when authentication is on */
+    struct negotiate_acceptor *negotiate; /* Kerberos acceptor, with [auth] mode negotiate */
+    struct policy_groups *groups;         /* [auth] groups, replaced on SIGHUP (policy_lock) */
+    certs_ca *ca;                         /* NULL when no CA is configured */
+    char *ca_pem;                         /* the CA certificate, served on the admin port */
     certs_cache *leaves;
     struct ssl_ctx_st *client_ctx; /* origin-facing */
     struct ssl_ctx_st *server_ctx; /* client-facing */
@@ -75,6 +77,12 @@ struct worker {
 
 /** The policy new connections use, retained for the caller. */
 policy *shared_policy_acquire(shared_state *sh);
+
+/** The groups file in force, retained for the caller (NULL when none). */
+struct policy_groups *shared_groups_acquire(shared_state *sh);
+
+/** Publishes re-read groups; the old object lives on while evaluations hold it. */
+void shared_groups_publish(shared_state *sh, struct policy_groups *g);
 
 /** Publishes a freshly compiled policy; the old one lives on in the connections that hold it. */
 void shared_policy_publish(shared_state *sh, policy *p);

@@ -86,7 +86,7 @@ static int resp_headers_complete(llhttp_t *p)
     http_state *h = state(s);
     const http_head *rh = &h->resp_head;
     int status = p->status_code;
-    size_t cap = head_forward_size(rh) + 256;
+    size_t cap = head_forward_size(rh) + 256 + (s->answer_headers ? strlen(s->answer_headers) : 0);
     char *storage = malloc(cap);
     if (!storage)
         return -1;
@@ -129,6 +129,11 @@ static int resp_headers_complete(llhttp_t *p)
             h->client_keep_alive = false;
         if (!h->client_keep_alive || h->client_eof)
             out_addf(&o, "Connection: close\r\n");
+    }
+    if (status >= 200 && s->answer_headers) {
+        out_add(&o, s->answer_headers, strlen(s->answer_headers));
+        free(s->answer_headers);
+        s->answer_headers = NULL;
     }
     out_add(&o, "\r\n", 2);
     if (o.overflow) {

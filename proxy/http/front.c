@@ -9,8 +9,11 @@
 #include <strings.h>
 
 #include "auth.h"
+#include "auth_negotiate.h"
+#include "diag.h"
 #include "http_internal.h"
 #include "local_pages.h"
+#include "metrics.h"
 #include "names.h"
 #include "url.h"
 #include "verdict.h"
@@ -156,17 +159,25 @@ static void next_request(session *s);
 static void send_local(session *s)
 {
     http_state *h = state(s);
-    char head[1200];
     bool keep_alive =
         !h->local_close && !h->client_eof && llhttp_should_keep_alive(&h->req) && h->request_done;
-    int n = snprintf(
-        head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
-        h->local_status, h->local_reason, h->local_type, h->local_body_len,
-        h->local_extra ? h->local_extra : "", keep_alive ? "" : "Connection: close\r\n");
+    char *head = NULL;
+    int n =
+        asprintf(&head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s%s\r\n",
+                 h->local_status, h->local_reason, h->local_type, h->local_body_len,
+                 h->local_extra ? h->local_extra : "", s->answer_headers ? s->answer_headers : "",
+                 keep_alive ? "" : "Connection: close\r\n");
+    if (n < 0) {
+        session_abort(s, "out of memory");
+        return;
+    }
+    free(s->answer_headers);
+    s->answer_headers = NULL;
     uv_buf_t parts[2] = {uv_buf_init(head, (unsigned)n),
                          uv_buf_init(h->local_body ? h->local_body : "",
                                      h->head_request ? 0 : (unsigned)h->local_body_len)};
     leg_writev(&s->client, parts, 2);
+    free(head);
     s->t.status = h->local_status;
     s->t.bytes_from_client = h->head.wire + h->req_body_bytes;
     s->t.bytes_from_server = h->head_request ? 0 : h->local_body_len;
@@ -214,12 +225,6 @@ void http_answer(session *s, int status, const char *reason, const char *fmt, ..
         return;
     }
     prepare_local(s, status, reason, "text/plain; charset=utf-8", body, strlen(body), true);
-    if (status == 407) {
-        char extra[300];
-        snprintf(extra, sizeof extra, "Proxy-Authenticate: Basic realm=\"%s\"\r\n",
-                 s->w->shared->cfg.realm);
-        h->local_extra = strdup(extra);
-    }
     /* An error ends the connection: what the client still sends is read and dropped. */
     send_local(s);
 }
@@ -373,43 +378,154 @@ static void after_message(session *s)
 
 static void decide(session *s);
 
+/* ---- proxy authentication (SPEC 4.1) ---- */
+
+static bool offers(const shared_state *sh, config_auth_mech m)
+{
+    for (int i = 0; i < sh->cfg.auth_count; i++)
+        if (sh->cfg.auth[i] == m)
+            return true;
+    return false;
+}
+
+/* 407 with one challenge per configured mechanism, in the configured order. The connection
+ * stays open (once the request's body is read): Negotiate authenticates a connection. */
+static void challenge(session *s, const char *negotiate_token, const char *why)
+{
+    http_state *h = state(s);
+    shared_state *sh = s->w->shared;
+    char *extra = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&extra, &len);
+    if (!f) {
+        session_abort(s, "out of memory");
+        return;
+    }
+    for (int i = 0; i < sh->cfg.auth_count; i++) {
+        if (sh->cfg.auth[i] == AUTH_MECH_NEGOTIATE)
+            fprintf(f, "Proxy-Authenticate: Negotiate%s%s\r\n", negotiate_token ? " " : "",
+                    negotiate_token ? negotiate_token : "");
+        else
+            fprintf(f, "Proxy-Authenticate: Basic realm=\"%s\"\r\n", sh->cfg.realm);
+    }
+    fclose(f);
+    if (!s->t.open)
+        txn_begin(s, true, h->method, h->url);
+    s->t.action = "denied";
+    if (why)
+        txn_note(s, "%s", why);
+    static const char body[] = "proxy authentication required\n";
+    prepare_local(s, 407, "Proxy Authentication Required", "text/plain; charset=utf-8", body,
+                  sizeof body - 1, false);
+    h->local_extra = extra;
+    /* The answer goes out once the request has been read, so the connection can go on. */
+    http_resume_client(s);
+}
+
+static void authenticated(session *s, const char *user, const char *mech)
+{
+    snprintf(s->user, sizeof s->user, "%s", user);
+    s->auth_mech = mech;
+    metrics_auth(mech, "ok");
+    decide(s);
+}
+
 static void on_basic_checked(void *data, bool ok, const char *user, int status)
 {
     session *s = data;
     if (!s->ending && s->stage == stage_table[STAGE_HEAD] && state(s)->auth_pending) {
         state(s)->auth_pending = false;
         if (status == 0 && ok) {
-            snprintf(s->user, sizeof s->user, "%s", user);
-            decide(s);
+            authenticated(s, user, "basic");
         } else if (status < 0) {
             http_answer(s, 503, "Service Unavailable", "the credential check did not run (%s)\n",
                         uv_strerror(status));
         } else {
-            http_answer(s, 407, "Proxy Authentication Required", "proxy authentication required\n");
+            metrics_auth("basic", "failed");
+            challenge(s, NULL, "wrong user name or password");
         }
     }
     session_unref(s);
 }
 
-/* Proxy authentication; true when the request may go on now (else it resumes later). */
-static bool authenticate(session *s)
+static void on_negotiated(negotiate_ctx *c, const negotiate_result *r, int status, void *data)
+{
+    (void)c;
+    session *s = data;
+    if (!s->ending && s->stage == stage_table[STAGE_HEAD] && state(s)->auth_pending) {
+        state(s)->auth_pending = false;
+        if (status < 0) {
+            http_answer(s, 503, "Service Unavailable", "the credential check did not run (%s)\n",
+                        uv_strerror(status));
+        } else if (r->status == NEGOTIATE_COMPLETE) {
+            /* The identity belongs to the connection: later requests are not challenged. */
+            s->authenticated = true;
+            if (r->token_b64 && asprintf(&s->answer_headers, "Proxy-Authenticate: Negotiate %s\r\n",
+                                         r->token_b64) < 0)
+                s->answer_headers = NULL;
+            authenticated(s, r->user, "negotiate");
+        } else if (r->status == NEGOTIATE_CONTINUE) {
+            metrics_auth("negotiate", "continue");
+            challenge(s, r->token_b64, NULL);
+        } else {
+            metrics_auth("negotiate", "failed");
+            diag(LOG_WARN, "client %s: Negotiate failed: %s", s->client_text, r->reason);
+            challenge(s, NULL, r->reason);
+        }
+    }
+    session_unref(s);
+}
+
+static void free_negotiate_ctx(void *ctx)
+{
+    negotiate_ctx_free(ctx);
+}
+
+/* Checks the credentials the request carries; decide() runs once they are good. */
+static void check_credentials(session *s)
 {
     shared_state *sh = s->w->shared;
     http_state *h = state(s);
-    if (!sh->auth || h->inner)
-        return true;
     size_t len;
     const char *v = head_get(&h->head, "Proxy-Authorization", &len);
-    if (!v) {
-        http_answer(s, 407, "Proxy Authentication Required", "proxy authentication required\n");
-        return false;
+    bool negotiate = v && len > 10 && strncasecmp(v, "Negotiate ", 10) == 0;
+    bool basic = v && len > 6 && strncasecmp(v, "Basic ", 6) == 0;
+    if (negotiate && offers(sh, AUTH_MECH_NEGOTIATE) && sh->negotiate) {
+        if (!s->auth_ctx) {
+            s->auth_ctx = negotiate_ctx_new(sh->negotiate);
+            s->auth_ctx_free = free_negotiate_ctx;
+            if (!s->auth_ctx) {
+                session_abort(s, "out of memory");
+                return;
+            }
+        }
+        session_ref(s);
+        h->auth_pending = true;
+        int rc =
+            negotiate_submit(s->w->cred, s->auth_ctx, v, len, &s->auth_jobs, 1, on_negotiated, s);
+        if (rc != 0) {
+            h->auth_pending = false;
+            session_unref(s);
+            http_answer(s, 503, "Service Unavailable", "too many credential checks waiting (%s)\n",
+                        uv_strerror(rc));
+        }
+        return;
+    }
+    if (!basic || !offers(sh, AUTH_MECH_BASIC)) {
+        challenge(s, NULL, v ? "credentials of a mechanism that is not offered" : NULL);
+        return;
     }
     switch (auth_check_fast(sh->auth, v, len, s->user, sizeof s->user)) {
     case AUTH_GRANTED:
-        return true;
+        s->auth_mech = "basic";
+        metrics_auth("basic", "cached");
+        decide(s);
+        return;
     case AUTH_REFUSED:
-        http_answer(s, 407, "Proxy Authentication Required", "proxy authentication required\n");
-        return false;
+        s->user[0] = '\0';
+        metrics_auth("basic", "failed");
+        challenge(s, NULL, "wrong user name or password");
+        return;
     case AUTH_UNKNOWN:
         break;
     }
@@ -424,7 +540,37 @@ static bool authenticate(session *s)
         http_answer(s, 503, "Service Unavailable", "too many credential checks waiting (%s)\n",
                     uv_strerror(rc));
     }
-    return false;
+}
+
+/* SPEC 4.1: checkpoint 1 first without the identity, then authenticate(no), a DENY no
+ * identity could change, or credentials. */
+static void authorize(session *s)
+{
+    shared_state *sh = s->w->shared;
+    http_state *h = state(s);
+    if (sh->cfg.auth_count == 0 || h->inner || s->authenticated) {
+        decide(s);
+        return;
+    }
+    bool is_connect = strcmp(h->method, "CONNECT") == 0;
+    char saved_user[sizeof s->user];
+    snprintf(saved_user, sizeof saved_user, "%s", s->user);
+    s->user[0] = '\0';
+    policy_decision d;
+    session_policy_peek(s, POLICY_CP_REQUEST, is_connect ? s->target_host : h->host, h->method, &d);
+    snprintf(s->user, sizeof s->user, "%s", saved_user);
+    if (d.authenticate == TRI_NO) {
+        s->auth_exempt = true;
+        s->user[0] = '\0';
+        decide(s);
+        return;
+    }
+    if (!session_policy_allows(s, &d) && !d.needs_identity) {
+        s->user[0] = '\0';
+        decide(s); /* a 403 no identity could change: no challenge */
+        return;
+    }
+    check_credentials(s);
 }
 
 static void decide(session *s)
@@ -608,8 +754,7 @@ static void dispatch(session *s)
         snprintf(s->target_host, sizeof s->target_host, "%s", h->host);
         s->target_port = h->port;
     }
-    if (authenticate(s))
-        decide(s);
+    authorize(s);
 }
 
 /* ---- the stage ---- */

@@ -127,6 +127,7 @@ static char *format_json(const access_record *r)
     json_object_set_new(o, "rule", json_text(r->rule));
     json_object_set_new(o, "sni", json_text(r->sni));
     set_str(o, "user", r->user);
+    set_str(o, "auth", r->auth);
     json_object_set_new(o, "bytes_from_client", json_integer((json_int_t)r->bytes_from_client));
     json_object_set_new(o, "bytes_from_server", json_integer((json_int_t)r->bytes_from_server));
     json_object_set_new(o, "duration_ms", json_integer((json_int_t)r->duration_ms));

@@ -25,6 +25,7 @@ static struct {
     labelled detections;
     labelled denials;
     labelled handshake_failures;
+    labelled auth; /* "mechanism|result" */
     uint64_t bytes_from_client, bytes_from_server;
     uint64_t detect_buckets[8]; /* latency histogram, ms upper bounds below */
     uint64_t detect_sum_ms, detect_count;
@@ -50,6 +51,15 @@ static void bump(labelled *t, const char *name)
     t->items[t->used].name = copy;
     t->items[t->used].count = 1;
     t->used++;
+}
+
+void metrics_auth(const char *mechanism, const char *result)
+{
+    char key[64];
+    snprintf(key, sizeof key, "%s|%s", mechanism, result);
+    pthread_mutex_lock(&m.lock);
+    bump(&m.auth, key);
+    pthread_mutex_unlock(&m.lock);
 }
 
 void metrics_splice_pipe_bytes(ssize_t delta)
@@ -144,6 +154,15 @@ char *metrics_render(const metrics_gauges *g, size_t *len)
         fprintf(f, "\",outcome=\"");
         put_label(f, bar ? bar + 1 : "");
         fprintf(f, "\"} %llu\n", (unsigned long long)m.connections.items[i].count);
+    }
+    fprintf(f, "# HELP handoff_auth_total Proxy authentications by mechanism and result.\n"
+               "# TYPE handoff_auth_total counter\n");
+    for (int i = 0; i < m.auth.used; i++) {
+        const char *name = m.auth.items[i].name;
+        const char *bar = strchr(name, '|');
+        fprintf(f, "handoff_auth_total{mechanism=\"%.*s\",result=\"%s\"} %llu\n",
+                bar ? (int)(bar - name) : (int)strlen(name), name, bar ? bar + 1 : "",
+                (unsigned long long)m.auth.items[i].count);
     }
     fprintf(f, "# HELP handoff_detections_total Protocol detection results.\n"
                "# TYPE handoff_detections_total counter\n");

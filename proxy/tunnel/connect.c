@@ -56,9 +56,15 @@ static void on_origin(session *s, int status, const char *reason)
         refuse(s, status, reason);
         return;
     }
-    static const char established[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+    static const char established[] = "HTTP/1.1 200 Connection established\r\n";
     s->t.status = 200;
-    leg_write(&s->client, established, sizeof established - 1);
+    const char *extra = s->answer_headers ? s->answer_headers : "";
+    uv_buf_t parts[3] = {uv_buf_init((char *)established, sizeof established - 1),
+                         uv_buf_init((char *)extra, (unsigned)strlen(extra)),
+                         uv_buf_init("\r\n", 2)};
+    leg_writev(&s->client, parts, 3);
+    free(s->answer_headers);
+    s->answer_headers = NULL;
     /* The tunnel's bytes are counted from here: the CONNECT head is not part of them. */
     s->t.client_mark = s->client.bytes_in - st->held_len;
     s->t.origin_mark = s->origin.bytes_in;
