@@ -1,4 +1,5 @@
-/* SIP request or status line (RFC 3261 section 7.1 and 7.2), after RFC 5626 CRLF keep-alives. */
+/* SIP request or status line (RFC 3261 section 7.1 and 7.2), after RFC 5626 CRLF keep-alives.
+ * Real clients also send a bare LF as a keep-alive; the SIP framer takes the same set. */
 #include "detect_internal.h"
 
 /* Methods are extensible (NEGOTIATE, BENOTIFY, SERVICE...), so any token is accepted. */
@@ -50,8 +51,17 @@ static detect_answer status_line(const uint8_t *p, size_t n)
 detect_answer detect_sip(const uint8_t *p, size_t n)
 {
     size_t skip = 0;
-    while (skip < n && (p[skip] == '\r' || p[skip] == '\n'))
-        skip++;
+    while (skip < n && (p[skip] == '\r' || p[skip] == '\n')) {
+        if (p[skip] == '\n') {
+            skip++;
+            continue;
+        }
+        if (skip + 1 == n)
+            return DETECT_NEED_MORE;
+        if (p[skip + 1] != '\n')
+            return DETECT_NO; /* a CR alone is no keep-alive: the framer would refuse it */
+        skip += 2;
+    }
     if (skip == n)
         return DETECT_NEED_MORE;
     p += skip;

@@ -35,16 +35,50 @@ uint64_t framing_counter_get(const framing_counters *c, const char *name);
 
 typedef enum { FRAMING_OK = 0, FRAMING_ERROR = -1 } framing_status;
 
-#define SIP_MAX_HEAD 8192
+/** Longest SIP head (start line, headers, final CRLF) accepted; SfB REGISTER and SUBSCRIBE with
+ * Kerberos gssapi-data or certificates run to tens of KiB. */
+#define SIP_MAX_HEAD (64 * 1024)
+/** Heads longer than this (the former limit) are counted as "large-head". */
+#define SIP_LARGE_HEAD 8192
+/** Bytes of a header value kept for the headers the framer reads (Content-Length, CSeq, ...). */
+#define SIP_VALUE_KEEP 48
+
+/** Resumable scan of one SIP head: the head is never copied, only the facts framing needs and
+ * the position inside the current line are kept. */
+typedef struct {
+    uint8_t part;         /* where in the current line the next byte falls */
+    uint8_t pos;          /* bytes of a fixed word ("SIP/2.0") matched, or status digits read */
+    bool prev_cr;         /* the last byte was the CR of a line end */
+    bool last_was_length; /* the previous header line was Content-Length */
+    uint8_t header;       /* which interesting header the current line is */
+    bool name_bad;        /* the current header name holds a byte that is not a token char */
+    uint32_t name_len;
+    char name[16]; /* the start of the current header name */
+    uint32_t value_len;
+    bool value_long; /* the value went past SIP_VALUE_KEEP bytes */
+    char value[SIP_VALUE_KEEP];
+    /* Facts of the head so far. */
+    bool is_request;
+    char method[FRAMING_COUNTER_NAME]; /* the method, truncated for its counter */
+    uint32_t method_len;
+    unsigned status;
+    bool has_content_length;
+    uint64_t content_length;
+    bool has_cseq;
+    uint64_t cseq;
+    bool cseq_is_negotiate;
+    bool has_compression;
+    bool compression_lz77;
+} sip_head_scan;
 
 /* SIP: one per direction; 'counters' may be shared by both directions of a session. */
 typedef struct {
     int state;
-    char head[SIP_MAX_HEAD]; /* current start line + headers while incomplete */
-    size_t head_len;
+    sip_head_scan scan;   /* the head being read */
+    size_t head_len;      /* bytes of the current head so far */
+    uint64_t large_heads; /* complete heads longer than SIP_LARGE_HEAD */
     uint64_t body_left;
-    bool start_line_checked;
-    bool crlf_odd;               /* an odd number of keep-alive CRLFs since the last message */
+    bool crlf_odd;               /* an odd number of keep-alive line ends since the last message */
     bool compressed;             /* once set, bytes are relayed opaque */
     bool negotiate_lz77_pending; /* this direction sent NEGOTIATE with Compression: LZ77-8K */
     bool negotiate_has_cseq;

@@ -1,5 +1,10 @@
 /* SIP framing on a byte stream (RFC 3261 18.3): start line and headers up to CRLFCRLF, then a
- * body of Content-Length bytes. RFC 5626 CRLF keep-alives may appear between messages.
+ * body of Content-Length bytes. RFC 5626 CRLF keep-alives may appear between messages; a bare LF
+ * is taken as one too, since real clients send it. Inside a head, lines end in CRLF only (as in
+ * detection).
+ *
+ * The head is scanned byte by byte and never copied: a head may be up to SIP_MAX_HEAD bytes, and
+ * only the facts framing needs (method or status, Content-Length, CSeq, Compression) are kept.
  *
  * MS-SIPCOMP: when one direction sends NEGOTIATE with "Compression: LZ77-8K" and the other
  * answers 200 (same CSeq number, CSeq method NEGOTIATE), both directions become LZ77 streams.
@@ -22,20 +27,29 @@ enum sip_state {
     SIP_FAILED,
 };
 
-/* What the framer needs from one message head. */
-struct sip_head {
-    bool is_request;
-    const char *method;
-    size_t method_len;
-    unsigned status;
-    bool has_content_length;
-    uint64_t content_length;
-    bool has_cseq;
-    uint64_t cseq;
-    bool cseq_is_negotiate;
-    bool has_compression;
-    bool compression_lz77;
+/* Where in the current head line the next byte falls. */
+enum sip_part {
+    SL_METHOD,         /* request method, or "SIP" of a status line */
+    SL_SCHEME_FIRST,   /* first byte of the Request-URI scheme */
+    SL_SCHEME,         /* rest of the scheme up to ':' */
+    SL_URI,            /* rest of the Request-URI up to SP */
+    SL_VERSION,        /* "SIP/2.0" of a request line, pos bytes matched */
+    SL_STATUS_VERSION, /* "SIP/2.0 " of a status line, pos bytes matched */
+    SL_CODE,           /* status code, pos digits read */
+    SL_AFTER_CODE,     /* end of line or SP */
+    SL_REASON,         /* reason phrase */
+    H_LINE_START,      /* first byte of a header line (CR here ends the head) */
+    H_NAME,            /* header name up to ':' */
+    H_NAME_WS,         /* whitespace between the name and ':' */
+    H_VALUE,           /* header value up to the line end */
+    H_FOLDED,          /* an obsolete folded continuation line */
 };
+
+/* Headers whose values the framer reads. */
+enum sip_header { HDR_OTHER, HDR_LENGTH, HDR_CSEQ, HDR_COMPRESSION };
+
+static const char start_line_reason[] =
+    "start line is neither a SIP request line nor a SIP/2.0 status line";
 
 static framing_status sip_fail(sip_stream *s, const char *reason)
 {
@@ -95,89 +109,207 @@ static bool parse_number(const char *p, size_t n, uint64_t *out)
     return true;
 }
 
-/* Request-Line = Method SP Request-URI SP SIP-Version; the URI must at least be scheme ":" ... */
-static bool parse_request_line(const char *p, size_t n, struct sip_head *h)
+static char ascii_lower(char c)
 {
-    size_t i = 0;
-    while (i < n && is_token_char(p[i])) {
-        i++;
-    }
-    if (i == 0 || i >= n || p[i] != ' ') {
-        return false;
-    }
-    h->method = p;
-    h->method_len = i;
-    size_t uri = ++i;
-    if (i >= n || !is_alpha(p[i])) {
-        return false;
-    }
-    while (i < n &&
-           (is_alpha(p[i]) || is_digit(p[i]) || p[i] == '+' || p[i] == '-' || p[i] == '.')) {
-        i++;
-    }
-    if (i >= n || p[i] != ':') {
-        return false;
-    }
-    while (i < n && p[i] != ' ') {
-        i++;
-    }
-    if (i == uri || i >= n) {
-        return false;
-    }
-    i++;
-    h->is_request = true;
-    return equals_nocase(p + i, n - i, "SIP/2.0");
+    return (c >= 'A' && c <= 'Z') ? (char)(c + ('a' - 'A')) : c;
 }
 
-/* Status-Line = SIP-Version SP Status-Code SP Reason-Phrase (an empty reason is tolerated). */
-static bool parse_status_line(const char *p, size_t n, struct sip_head *h)
+/* Matches c against word[h->pos] ignoring case; advances pos on success. */
+static bool expect_word(sip_head_scan *h, const char *word, char c)
 {
-    if (n < 11 || strncasecmp(p, "SIP/2.0 ", 8) != 0) {
+    if (word[h->pos] == '\0' || ascii_lower(c) != ascii_lower(word[h->pos])) {
         return false;
     }
-    if (p[8] < '1' || p[8] > '6' || !is_digit(p[9]) || !is_digit(p[10])) {
-        return false;
-    }
-    if (n > 11 && p[11] != ' ') {
-        return false;
-    }
-    h->is_request = false;
-    h->status = (unsigned)((p[8] - '0') * 100 + (p[9] - '0') * 10 + (p[10] - '0'));
+    h->pos++;
     return true;
 }
 
-static bool parse_start_line(const char *p, size_t n, struct sip_head *h)
+/* One byte of the start line: Request-Line = Method SP Request-URI SP SIP-Version, the URI at
+ * least scheme ":" ...; Status-Line = SIP-Version SP Status-Code [SP Reason-Phrase]. A method
+ * cannot contain '/', so "SIP/" can only begin a status line. */
+static bool start_line_byte(sip_head_scan *h, char c)
 {
-    return parse_status_line(p, n, h) || parse_request_line(p, n, h);
+    switch (h->part) {
+    case SL_METHOD:
+        if (is_token_char(c)) {
+            if (h->method_len < sizeof h->method - 1) {
+                h->method[h->method_len] = c;
+            }
+            h->method_len++;
+            return true;
+        }
+        if (c == ' ' && h->method_len > 0) {
+            h->part = SL_SCHEME_FIRST;
+            return true;
+        }
+        if (c == '/' && equals_nocase(h->method, h->method_len, "SIP")) {
+            h->part = SL_STATUS_VERSION;
+            h->pos = 4;
+            return true;
+        }
+        return false;
+    case SL_SCHEME_FIRST:
+        h->part = SL_SCHEME;
+        return is_alpha(c);
+    case SL_SCHEME:
+        if (c == ':') {
+            h->part = SL_URI;
+            return true;
+        }
+        return is_alpha(c) || is_digit(c) || c == '+' || c == '-' || c == '.';
+    case SL_URI:
+        if (c == ' ') {
+            h->part = SL_VERSION;
+            h->pos = 0;
+        }
+        return true;
+    case SL_VERSION:
+        return expect_word(h, "SIP/2.0", c);
+    case SL_STATUS_VERSION:
+        if (!expect_word(h, "SIP/2.0 ", c)) {
+            return false;
+        }
+        if (h->pos == 8) {
+            h->part = SL_CODE;
+            h->pos = 0;
+        }
+        return true;
+    case SL_CODE:
+        if (!is_digit(c) || (h->pos == 0 && (c < '1' || c > '6'))) {
+            return false;
+        }
+        h->status = h->status * 10 + (unsigned)(c - '0');
+        if (++h->pos == 3) {
+            h->part = SL_AFTER_CODE;
+        }
+        return true;
+    case SL_AFTER_CODE:
+        h->part = SL_REASON;
+        return c == ' ';
+    case SL_REASON:
+        return true;
+    default:
+        return false;
+    }
 }
 
-/* Returns NULL or the reason the header line is unacceptable. */
-static const char *parse_header(const char *line, size_t n, struct sip_head *h, bool *is_length)
+/* The start line has ended: is it complete? */
+static bool start_line_done(sip_head_scan *h)
 {
-    *is_length = false;
-    const char *colon = memchr(line, ':', n);
-    if (colon == NULL) {
-        return "header line without a colon";
+    if (h->part == SL_VERSION && h->pos == 7) {
+        h->is_request = true;
+        h->method[h->method_len < sizeof h->method ? h->method_len : sizeof h->method - 1] = '\0';
+        return true;
     }
-    const char *name = line;
-    size_t name_len = (size_t)(colon - line);
-    trim(&name, &name_len); /* HCOLON allows whitespace before the colon */
-    if (name_len == 0) {
+    if (h->part == SL_AFTER_CODE || h->part == SL_REASON) {
+        h->is_request = false;
+        return true;
+    }
+    return false;
+}
+
+static void begin_header_name(sip_head_scan *h)
+{
+    h->part = H_NAME;
+    h->name_len = 0;
+    h->name_bad = false;
+    h->header = HDR_OTHER;
+}
+
+/* The ':' after a header name: HCOLON allows whitespace before it, none inside the name. */
+static const char *header_name_done(sip_head_scan *h)
+{
+    if (h->name_len == 0) {
         return "empty header name";
     }
-    for (size_t i = 0; i < name_len; i++) {
-        if (!is_token_char(name[i])) {
-            return "malformed header name";
-        }
+    if (h->name_bad) {
+        return "malformed header name";
     }
-    const char *value = colon + 1;
-    size_t value_len = (size_t)(line + n - value);
-    trim(&value, &value_len);
+    size_t kept = h->name_len < sizeof h->name ? h->name_len : 0;
+    if (equals_nocase(h->name, kept, "Content-Length") || equals_nocase(h->name, kept, "l")) {
+        h->header = HDR_LENGTH;
+    } else if (equals_nocase(h->name, kept, "CSeq")) {
+        h->header = HDR_CSEQ;
+    } else if (equals_nocase(h->name, kept, "Compression")) {
+        h->header = HDR_COMPRESSION;
+    }
+    h->part = H_VALUE;
+    h->value_len = 0;
+    h->value_long = false;
+    return NULL;
+}
 
-    if (equals_nocase(name, name_len, "Content-Length") || equals_nocase(name, name_len, "l")) {
+/* One byte of a header line other than its CRLF; NULL or the reason it is unacceptable. */
+static const char *header_byte(sip_head_scan *h, char c)
+{
+    switch (h->part) {
+    case H_LINE_START:
+        if (c == ' ' || c == '\t') {
+            /* Obsolete folding: harmless except where it could hide part of the length. */
+            if (h->last_was_length) {
+                return "folded Content-Length";
+            }
+            h->part = H_FOLDED;
+            return NULL;
+        }
+        begin_header_name(h);
+        return header_byte(h, c);
+    case H_NAME:
+    case H_NAME_WS:
+        if (c == ':') {
+            return header_name_done(h);
+        }
+        if (c == ' ' || c == '\t') {
+            h->part = H_NAME_WS;
+            return NULL;
+        }
+        /* Bad bytes are reported at the colon, so a line without one says so first. */
+        if (!is_token_char(c) || h->part == H_NAME_WS) {
+            h->name_bad = true;
+        }
+        if (h->name_len < sizeof h->name) {
+            h->name[h->name_len] = c;
+        }
+        h->name_len++;
+        return NULL;
+    case H_VALUE:
+        if (h->header == HDR_OTHER) {
+            return NULL;
+        }
+        if (h->value_len == 0 && (c == ' ' || c == '\t')) {
+            return NULL; /* leading whitespace */
+        }
+        if (h->value_len < sizeof h->value) {
+            h->value[h->value_len++] = c;
+        } else if (c != ' ' && c != '\t') {
+            h->value_long = true; /* trailing whitespace past the cap changes nothing */
+        }
+        return NULL;
+    case H_FOLDED:
+        return NULL;
+    default:
+        return "internal state error";
+    }
+}
+
+/* A header line has ended: records what the framer needs from it. */
+static const char *header_line_done(sip_head_scan *h)
+{
+    if (h->part == H_NAME || h->part == H_NAME_WS) {
+        return "header line without a colon";
+    }
+    if (h->part == H_FOLDED) {
+        h->part = H_LINE_START;
+        return NULL;
+    }
+    const char *value = h->value;
+    size_t value_len = h->value_len;
+    trim(&value, &value_len);
+    h->last_was_length = h->header == HDR_LENGTH;
+    h->part = H_LINE_START;
+    if (h->header == HDR_LENGTH) {
         uint64_t v;
-        *is_length = true;
-        if (!parse_number(value, value_len, &v)) {
+        if (h->value_long || !parse_number(value, value_len, &v)) {
             return "bad Content-Length";
         }
         if (h->has_content_length && v != h->content_length) {
@@ -185,7 +317,7 @@ static const char *parse_header(const char *line, size_t n, struct sip_head *h, 
         }
         h->has_content_length = true;
         h->content_length = v;
-    } else if (equals_nocase(name, name_len, "CSeq")) {
+    } else if (h->header == HDR_CSEQ) {
         size_t i = 0;
         while (i < value_len && is_digit(value[i])) {
             i++;
@@ -193,50 +325,20 @@ static const char *parse_header(const char *line, size_t n, struct sip_head *h, 
         const char *method = value + i;
         size_t method_len = value_len - i;
         trim(&method, &method_len);
-        h->has_cseq = parse_number(value, i, &h->cseq);
-        h->cseq_is_negotiate = equals_nocase(method, method_len, "NEGOTIATE");
-    } else if (equals_nocase(name, name_len, "Compression")) {
+        h->has_cseq = !h->value_long && parse_number(value, i, &h->cseq);
+        h->cseq_is_negotiate = !h->value_long && equals_nocase(method, method_len, "NEGOTIATE");
+    } else if (h->header == HDR_COMPRESSION) {
         h->has_compression = true;
-        h->compression_lz77 = equals_nocase(value, value_len, "LZ77-8K");
+        h->compression_lz77 = !h->value_long && equals_nocase(value, value_len, "LZ77-8K");
     }
     return NULL;
 }
 
-/* Parses the complete head (ending in CRLFCRLF); NULL on success, else the reason. */
-static const char *parse_head(const char *p, size_t n, struct sip_head *h)
-{
-    memset(h, 0, sizeof *h);
-    const char *end = p + n - 2; /* the CR of the final empty line */
-    const char *eol = memchr(p, '\r', n);
-    if (!parse_start_line(p, (size_t)(eol - p), h)) {
-        return "start line is neither a SIP request line nor a SIP/2.0 status line";
-    }
-    bool last_was_length = false;
-    for (const char *line = eol + 2; line < end; line = eol + 2) {
-        eol = memchr(line, '\r', (size_t)(end - line) + 1);
-        size_t len = (size_t)(eol - line);
-        if (line[0] == ' ' || line[0] == '\t') {
-            /* Obsolete folding: harmless except where it could hide part of the length. */
-            if (last_was_length) {
-                return "folded Content-Length";
-            }
-            continue;
-        }
-        const char *reason = parse_header(line, len, h, &last_was_length);
-        if (reason != NULL) {
-            return reason;
-        }
-    }
-    return NULL;
-}
-
-static void count_head(const struct sip_head *h, framing_counters *counters)
+static void count_head(const sip_head_scan *h, framing_counters *counters)
 {
     char name[FRAMING_COUNTER_NAME];
     if (h->is_request) {
-        size_t len = h->method_len < sizeof name - 1 ? h->method_len : sizeof name - 1;
-        memcpy(name, h->method, len);
-        name[len] = '\0';
+        snprintf(name, sizeof name, "%s", h->method);
     } else {
         snprintf(name, sizeof name, "%uxx", h->status / 100);
     }
@@ -244,7 +346,7 @@ static void count_head(const struct sip_head *h, framing_counters *counters)
 }
 
 /* Records the NEGOTIATE offer on the requester, or its answer on the responder. */
-static void track_compression(sip_stream *s, sip_stream *peer, const struct sip_head *h)
+static void track_compression(sip_stream *s, sip_stream *peer, const sip_head_scan *h)
 {
     if (h->is_request) {
         if (equals_nocase(h->method, h->method_len, "NEGOTIATE") && h->has_compression &&
@@ -288,58 +390,86 @@ static void message_done(sip_stream *s, sip_stream *peer)
     }
 }
 
-static framing_status head_done(sip_stream *s, sip_stream *peer, framing_counters *counters)
+static void head_done(sip_stream *s, sip_stream *peer, framing_counters *counters)
 {
-    struct sip_head h;
-    const char *reason = parse_head(s->head, s->head_len, &h);
-    if (reason != NULL) {
-        return sip_fail(s, reason);
+    const sip_head_scan *h = &s->scan;
+    count_head(h, counters);
+    if (s->head_len > SIP_LARGE_HEAD) {
+        s->large_heads++;
+        framing_count(counters, "large-head");
     }
-    count_head(&h, counters);
-    track_compression(s, peer, &h);
-    s->body_left = h.content_length; /* RFC 3261 18.3: absent on a stream means 0 */
+    track_compression(s, peer, h);
+    s->body_left = h->content_length; /* RFC 3261 18.3: absent on a stream means 0 */
     if (s->body_left > 0) {
         s->state = SIP_BODY;
     } else {
         message_done(s, peer);
     }
-    return FRAMING_OK;
 }
 
-/* One head byte: enforces CRLF line ends and text, checks the start line as soon as it ends. */
+/* A line of the head has ended (its LF). */
+static framing_status line_done(sip_stream *s, sip_stream *peer, framing_counters *counters)
+{
+    sip_head_scan *h = &s->scan;
+    if (h->part < H_LINE_START) {
+        if (!start_line_done(h)) {
+            return sip_fail(s, start_line_reason);
+        }
+        h->part = H_LINE_START;
+        return FRAMING_OK;
+    }
+    if (h->part == H_LINE_START) {
+        head_done(s, peer, counters); /* the empty line */
+        return FRAMING_OK;
+    }
+    const char *reason = header_line_done(h);
+    return reason == NULL ? FRAMING_OK : sip_fail(s, reason);
+}
+
+/* One head byte: enforces CRLF line ends, text and the size bound, then scans it. */
 static framing_status head_byte(sip_stream *s, sip_stream *peer, uint8_t c,
                                 framing_counters *counters)
 {
-    char prev = s->head_len > 0 ? s->head[s->head_len - 1] : '\0';
-    if (prev == '\r' && c != '\n') {
+    sip_head_scan *h = &s->scan;
+    if (h->prev_cr && c != '\n') {
         return sip_fail(s, "CR not followed by LF in header");
     }
-    if (c == '\n' && prev != '\r') {
+    if (c == '\n' && !h->prev_cr) {
         return sip_fail(s, "bare LF in header");
     }
     if ((c < 0x20 && c != '\r' && c != '\n' && c != '\t') || c == 0x7f) {
         return sip_fail(s, "control byte in header");
     }
-    if (s->head_len == sizeof s->head) {
-        return sip_fail(s, "header block longer than 8192 bytes");
+    if (s->head_len == SIP_MAX_HEAD) {
+        char reason[64];
+        snprintf(reason, sizeof reason, "header block longer than %u bytes",
+                 (unsigned)SIP_MAX_HEAD);
+        return sip_fail(s, reason);
     }
-    s->head[s->head_len++] = (char)c;
-    if (c != '\n') {
+    s->head_len++;
+    if (c == '\r') {
+        h->prev_cr = true;
         return FRAMING_OK;
     }
-    if (!s->start_line_checked) {
-        struct sip_head h;
-        if (!parse_start_line(s->head, s->head_len - 2, &h)) {
-            return sip_fail(s,
-                            "start line is neither a SIP request line nor a SIP/2.0 status line");
-        }
-        s->start_line_checked = true;
-        return FRAMING_OK;
+    if (c == '\n') {
+        h->prev_cr = false;
+        return line_done(s, peer, counters);
     }
-    if (s->head_len >= 4 && s->head[s->head_len - 3] == '\n') {
-        return head_done(s, peer, counters);
+    if (h->part < H_LINE_START) {
+        return start_line_byte(h, (char)c) ? FRAMING_OK : sip_fail(s, start_line_reason);
     }
-    return FRAMING_OK;
+    const char *reason = header_byte(h, (char)c);
+    return reason == NULL ? FRAMING_OK : sip_fail(s, reason);
+}
+
+/* A keep-alive line end between messages: a ping (two line ends) or a pong (one) counts once. */
+static void keepalive_line_end(sip_stream *s, framing_counters *counters)
+{
+    if (!s->crlf_odd) {
+        framing_count(counters, "keepalive");
+    }
+    s->crlf_odd = !s->crlf_odd;
+    s->state = SIP_IDLE;
 }
 
 void sip_stream_init(sip_stream *s)
@@ -369,21 +499,22 @@ framing_status sip_stream_feed(sip_stream *s, sip_stream *peer, const uint8_t *p
                 i++;
                 break;
             }
+            if (p[i] == '\n') {
+                keepalive_line_end(s, counters);
+                i++;
+                break;
+            }
             s->state = SIP_HEAD;
             s->head_len = 0;
-            s->start_line_checked = false;
+            memset(&s->scan, 0, sizeof s->scan);
+            s->scan.part = SL_METHOD;
             s->compress_after_message = false;
             break;
         case SIP_IDLE_CR:
             if (p[i] != '\n') {
                 return sip_fail(s, "keep-alive CR not followed by LF");
             }
-            /* Count a ping (CRLFCRLF) or a pong (CRLF) once, not per line end. */
-            if (!s->crlf_odd) {
-                framing_count(counters, "keepalive");
-            }
-            s->crlf_odd = !s->crlf_odd;
-            s->state = SIP_IDLE;
+            keepalive_line_end(s, counters);
             i++;
             break;
         case SIP_HEAD:

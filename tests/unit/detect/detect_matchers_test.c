@@ -166,6 +166,26 @@ static void sip_accepts_any_method_token_and_skips_keepalives(void **state)
     assert_int_equal(detect_sip(place_str("\r\n\r\n"), 4), DETECT_NEED_MORE);
 }
 
+/* Keep-alives as the SIP framer takes them: CRLF or a bare LF, never a lone CR. */
+static void sip_skips_bare_lf_keepalives_but_not_lone_cr(void **state)
+{
+    (void)state;
+    const char *yes[] = {
+        "\n\nOPTIONS sip:a@example.com SIP/2.0\r\n",
+        "\r\n\nREGISTER sip:example.com SIP/2.0\r\n",
+        "\n\r\nSIP/2.0 200 OK\r\n",
+    };
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++)
+        assert_int_equal(detect_sip(place_str(yes[i]), strlen(yes[i])), DETECT_MATCH);
+    const char *more[] = {"\n", "\n\n\r", "\r", "\n\nOPTIONS sip:a SIP/2.0\r"};
+    for (size_t i = 0; i < sizeof more / sizeof more[0]; i++)
+        assert_int_equal(detect_sip(place_str(more[i]), strlen(more[i])), DETECT_NEED_MORE);
+    const char *no[] = {"\r\rOPTIONS sip:a SIP/2.0\r\n", "\n\rOPTIONS sip:a SIP/2.0\r\n",
+                        "\r OPTIONS sip:a SIP/2.0\r\n"};
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
+        assert_int_equal(detect_sip(place_str(no[i]), strlen(no[i])), DETECT_NO);
+}
+
 static void overlong_lines_are_refused(void **state)
 {
     (void)state;
@@ -255,7 +275,7 @@ static void a_full_buffer_always_decides(void **state)
 {
     (void)state;
     detect_protocol proto;
-    memset(work, '\r', sizeof work); /* keep-alives forever: SIP would wait */
+    memset(work, '\n', sizeof work); /* keep-alives forever: SIP would wait */
     assert_int_equal(classify(work, sizeof work, &proto), DETECT_MATCH);
     assert_int_equal(proto, PROTO_TCP);
     memset(work, 'A', sizeof work); /* a token that never ends */
@@ -295,6 +315,7 @@ int main(void)
         cmocka_unit_test(stun_requires_cookie_type_bits_and_aligned_length),
         cmocka_unit_test(rfc4571_prefix_must_match_the_message_size),
         cmocka_unit_test(sip_accepts_any_method_token_and_skips_keepalives),
+        cmocka_unit_test(sip_skips_bare_lf_keepalives_but_not_lone_cr),
         cmocka_unit_test(overlong_lines_are_refused),
         cmocka_unit_test(http_request_line_needs_http1_version),
         cmocka_unit_test(tls_reads_sni_and_refuses_malformed_extensions),

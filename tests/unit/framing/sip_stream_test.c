@@ -340,6 +340,7 @@ static void bad_start_lines_are_rejected_early(void **state)
     expect_error(" INVITE sip:bob@example.com SIP/2.0\r\n", "start line");
     expect_error("\x16\x03\x01\x00\x2d\x01", "control byte");
     expect_error("\r\r", "CR not followed by LF");
+    expect_error("OPTIONS sip:a SIP/2.0\r\nVia: x\r\r\n", "CR not followed by LF");
     expect_error("OPTIONS sip:a SIP/2.0\nCSeq: 1 OPTIONS\n\n", "bare LF");
 }
 
@@ -385,6 +386,134 @@ static void header_block_is_bounded(void **state)
     assert_int_equal(framing_counter_get(&c, "REGISTER"), 1);
 }
 
+/* A REGISTER as SfB sends it with Kerberos: one huge Authorization header carrying gssapi-data,
+ * total head size exactly 'size' bytes (CRLFCRLF included), then a 2-byte body. */
+static size_t gssapi_register(char *out, size_t size)
+{
+    static const char prefix[] =
+        "REGISTER sip:example.com SIP/2.0\r\n" VIA "Max-Forwards: 70\r\n" DIALOG
+        "CSeq: 3 REGISTER\r\nContent-Length: 2\r\n"
+        "Authorization: Kerberos qop=\"auth\", realm=\"SIP Communications "
+        "Service\", gssapi-data=\"";
+    static const char suffix[] = "\"\r\n\r\n{}";
+    size_t fill = size - (sizeof prefix - 1) - (sizeof suffix - 1) + 2;
+    memcpy(out, prefix, sizeof prefix - 1);
+    for (size_t i = 0; i < fill; i++) {
+        out[sizeof prefix - 1 + i] =
+            "YIIGgwYJKoZIhvcSAQICAQBuggZyMIIGbqADAgEFoQMCAQ6iBwMFACAAAACj+/"[i % 61];
+    }
+    memcpy(out + sizeof prefix - 1 + fill, suffix, sizeof suffix - 1);
+    return size + 2;
+}
+
+static void kerberos_register_of_20_kib_passes_in_any_pieces(void **state)
+{
+    (void)state;
+    static char big[20 * 1024 + 2];
+    size_t n = gssapi_register(big, 20 * 1024);
+    assert_memory_equal(big + 20 * 1024 - 4, "\r\n\r\n{}", 6);
+    struct seg segs[] = {
+        {CLIENT, big, n},
+        seg_of(SERVER, "SIP/2.0 200 OK\r\n" VIA "CSeq: 3 REGISTER\r\nContent-Length: 0\r\n\r\n"),
+        seg_of(CLIENT, "OPTIONS sip:example.com SIP/2.0\r\nCSeq: 4 OPTIONS\r\nl: 0\r\n\r\n"),
+    };
+    struct outcome whole = play_whole(segs, 3);
+    assert_int_equal(whole.status[CLIENT], FRAMING_OK);
+    assert_int_equal(whole.status[SERVER], FRAMING_OK);
+    assert_int_equal(framing_counter_get(&whole.counters, "REGISTER"), 1);
+    assert_int_equal(framing_counter_get(&whole.counters, "OPTIONS"), 1);
+    assert_int_equal(framing_counter_get(&whole.counters, "2xx"), 1);
+    assert_int_equal(framing_counter_get(&whole.counters, "large-head"), 1);
+
+    struct outcome cut;
+    play(segs, 3, SIZE_MAX, 997, &cut);
+    assert_memory_equal(&cut.counters, &whole.counters, sizeof whole.counters);
+    assert_memory_equal(cut.status, whole.status, sizeof whole.status);
+    play(segs, 3, 20 * 1024 - 1, 997, &cut); /* a piece ending inside the final CRLFCRLF */
+    assert_memory_equal(&cut.counters, &whole.counters, sizeof whole.counters);
+}
+
+static void head_over_the_bound_fails_with_its_reason(void **state)
+{
+    (void)state;
+    static char big[70 * 1024 + 2];
+    size_t n = gssapi_register(big, 70 * 1024);
+    sip_stream s;
+    sip_stream_init(&s);
+    framing_counters c = {0};
+    framing_status st = FRAMING_OK;
+    for (size_t off = 0; off < n && st == FRAMING_OK; off += 997) {
+        size_t len = n - off < 997 ? n - off : 997;
+        st = sip_stream_feed(&s, NULL, (const uint8_t *)big + off, len, &c);
+    }
+    assert_int_equal(st, FRAMING_ERROR);
+    assert_non_null(strstr(s.error, "header block longer than 65536 bytes"));
+    assert_int_equal(c.used, 0);
+    assert_int_equal(s.large_heads, 0);
+}
+
+static void heads_over_8_kib_are_counted_once_each(void **state)
+{
+    (void)state;
+    static char big[9000 + 2];
+    size_t n = gssapi_register(big, 9000);
+    sip_stream s;
+    sip_stream_init(&s);
+    framing_counters c = {0};
+    for (int k = 0; k < 3; k++) {
+        assert_int_equal(sip_stream_feed(&s, NULL, (const uint8_t *)big, n, &c), FRAMING_OK);
+    }
+    n = gssapi_register(big, SIP_LARGE_HEAD);
+    assert_int_equal(sip_stream_feed(&s, NULL, (const uint8_t *)big, n, &c), FRAMING_OK);
+    assert_int_equal(s.large_heads, 3);
+    assert_int_equal(framing_counter_get(&c, "large-head"), 3);
+    assert_int_equal(framing_counter_get(&c, "REGISTER"), 4);
+}
+
+/* The head is scanned, not copied: a session's two directions stay far below one 64 KiB head. */
+static void stream_state_stays_small(void **state)
+{
+    (void)state;
+    assert_true(sizeof(sip_stream) < 512);
+}
+
+static void bare_lf_keepalives_before_and_between_messages(void **state)
+{
+    (void)state;
+    struct seg segs[] = {
+        seg_of(CLIENT, "\n\n"), /* ping before the first message */
+        seg_of(CLIENT, "OPTIONS sip:example.com SIP/2.0\r\nCSeq: 1 OPTIONS\r\n"
+                       "Content-Length: 0\r\n\r\n\n"),
+        seg_of(SERVER, "\n"), /* pong */
+        seg_of(SERVER, "SIP/2.0 200 OK\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"),
+        seg_of(CLIENT, "\n\r\n"), /* mixed: still one ping */
+        seg_of(CLIENT, "OPTIONS sip:example.com SIP/2.0\r\nCSeq: 2 OPTIONS\r\n\r\n"),
+    };
+    struct outcome out = play_whole(segs, 6);
+    assert_int_equal(out.status[CLIENT], FRAMING_OK);
+    assert_int_equal(out.status[SERVER], FRAMING_OK);
+    assert_int_equal(framing_counter_get(&out.counters, "keepalive"), 4);
+    assert_int_equal(framing_counter_get(&out.counters, "OPTIONS"), 2);
+    assert_int_equal(framing_counter_get(&out.counters, "2xx"), 1);
+    assert_split_invariant(segs, 6);
+}
+
+/* The scanner keeps only the start of header names: longer names must not pass for the ones
+ * the framer reads. */
+static void only_exact_header_names_frame_the_body(void **state)
+{
+    (void)state;
+    static const char m[] =
+        "OPTIONS sip:a SIP/2.0\r\nContent-Length-Extra: 7\r\nContent-Lengthx: 9\r\n"
+        "Content-Length : 2\r\n\r\n{}sip/2.0 200 OK\r\nL:0\r\n\r\n";
+    sip_stream s;
+    sip_stream_init(&s);
+    framing_counters c = {0};
+    assert_int_equal(sip_stream_feed(&s, NULL, (const uint8_t *)m, sizeof m - 1, &c), FRAMING_OK);
+    assert_int_equal(framing_counter_get(&c, "OPTIONS"), 1);
+    assert_int_equal(framing_counter_get(&c, "2xx"), 1);
+}
+
 static void errors_are_sticky(void **state)
 {
     (void)state;
@@ -413,6 +542,12 @@ int main(void)
         cmocka_unit_test(bad_start_lines_are_rejected_early),
         cmocka_unit_test(bad_content_length_is_rejected),
         cmocka_unit_test(header_block_is_bounded),
+        cmocka_unit_test(kerberos_register_of_20_kib_passes_in_any_pieces),
+        cmocka_unit_test(head_over_the_bound_fails_with_its_reason),
+        cmocka_unit_test(heads_over_8_kib_are_counted_once_each),
+        cmocka_unit_test(stream_state_stays_small),
+        cmocka_unit_test(bare_lf_keepalives_before_and_between_messages),
+        cmocka_unit_test(only_exact_header_names_frame_the_body),
         cmocka_unit_test(errors_are_sticky),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
