@@ -102,14 +102,12 @@ void session_deadline_stop(session *s)
 static void leave_stage(session *s)
 {
     const stage *old = s->stage;
+    void *old_st = s->st;
     s->stage = NULL;
-    if (old && old->leave) {
-        s->stage = old; /* leave sees its own stage and state */
-        old->leave(s);
-        s->stage = NULL;
-    }
-    free(s->st);
     s->st = NULL;
+    if (old && old->leave)
+        old->leave(s, old_st);
+    free(old_st);
 }
 
 void session_enter(session *s, stage_id id, const char *replay, size_t len)
@@ -119,8 +117,6 @@ void session_enter(session *s, stage_id id, const char *replay, size_t len)
     const stage *next = stage_table[id];
     const stage *old = s->stage;
     void *old_st = s->st;
-    if (old && old->leave)
-        old->leave(s);
     uv_timer_stop(&s->timer);
     s->st = NULL;
     s->stage = next;
@@ -129,6 +125,8 @@ void session_enter(session *s, stage_id id, const char *replay, size_t len)
         s->st = calloc(1, next->state_size);
         if (!s->st) {
             s->stage = NULL;
+            if (old && old->leave)
+                old->leave(s, old_st);
             free(old_st);
             session_abort(s, "out of memory");
             return;
@@ -136,6 +134,8 @@ void session_enter(session *s, stage_id id, const char *replay, size_t len)
     }
     /* The old state outlives enter(): the replayed bytes may point into it. */
     next->enter(s, replay, len);
+    if (old && old->leave)
+        old->leave(s, old_st);
     free(old_st);
 }
 

@@ -44,8 +44,10 @@ typedef struct stage {
     /** Writing to l failed (never called for writes cancelled by l's own close). May be NULL:
      * the session then aborts with the error. */
     void (*on_error)(session *s, leg *l, int err);
-    /** The stage ends (its state is freed right after). May be NULL. */
-    void (*leave)(session *s);
+    /** The stage has ended: release what its state old holds (the state itself is freed right
+     * after). Runs after the next stage's enter, so the bytes handed on stay valid during it;
+     * it must not do I/O. May be NULL. */
+    void (*leave)(session *s, void *old);
 } stage;
 
 /** The stages, indexed by stage_id (defined with the stages themselves). */

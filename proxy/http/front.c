@@ -844,9 +844,10 @@ static void on_deadline(session *s)
                 s->w->shared->cfg.header_timeout_s);
 }
 
-static void leave(session *s)
+static void leave(session *s, void *old)
 {
-    http_state *h = state(s);
+    (void)s;
+    http_state *h = old;
     reset_request(h);
     free(h->held);
     h->held = NULL;

@@ -177,9 +177,10 @@ static void tls_on_deadline(session *s)
     session_abort(s, reason);
 }
 
-static void tls_leave(session *s)
+static void tls_leave(session *s, void *old)
 {
-    tls_state *st = s->st;
+    (void)s;
+    tls_state *st = old;
     free(st->hello);
     st->hello = NULL;
 }

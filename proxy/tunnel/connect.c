@@ -117,9 +117,10 @@ static void connect_on_deadline(session *s)
     (void)s; /* the connect timeout belongs to the upstream operation */
 }
 
-static void connect_leave(session *s)
+static void connect_leave(session *s, void *old)
 {
-    connect_state *st = s->st;
+    (void)s;
+    connect_state *st = old;
     free(st->held);
     st->held = NULL;
 }

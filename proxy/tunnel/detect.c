@@ -232,9 +232,10 @@ static void detect_on_deadline(session *s)
     classify(s, true);
 }
 
-static void detect_leave(session *s)
+static void detect_leave(session *s, void *old)
 {
-    detect_state *st = s->st;
+    (void)s;
+    detect_state *st = old;
     free(st->extra);
     st->extra = NULL;
 }

@@ -161,9 +161,9 @@ static void relay_on_deadline(session *s)
     session_abort(s, reason);
 }
 
-static void relay_leave(session *s)
+static void relay_leave(session *s, void *old)
 {
-    relay_state *st = s->st;
+    relay_state *st = old;
     if (st->splice) {
         splice_stop(st->splice);
         st->splice = NULL;
