@@ -11,6 +11,7 @@
 #include "auth.h"
 #include "http_internal.h"
 #include "local_pages.h"
+#include "transparent.h"
 #include "url.h"
 #include "verdict.h"
 #include "worker.h"
@@ -524,7 +525,7 @@ static void dispatch_inner(session *s)
     free(s->t.url);
     s->t.url = full;
     h->request_path = h->url;
-    decide(s);
+    transparent_check_host(s, h->host, decide); /* explicit sessions: decide at once */
 }
 
 static void dispatch(session *s)

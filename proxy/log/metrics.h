@@ -16,6 +16,9 @@ void metrics_connection_end(const char *protocol, const char *action, uint64_t f
 void metrics_detection(const char *protocol, uint64_t latency_ms);
 void metrics_denial(const char *rule);
 void metrics_tls_handshake(bool client_leg, bool resumed);
+/** A connection on a transparent listener, by result: accepted, denied, loop, not-redirected,
+ * refused, error. */
+void metrics_transparent(const char *result);
 /** Bytes held in splice pipes (a gauge): delta may be negative. */
 void metrics_splice_pipe_bytes(ssize_t delta);
 

@@ -32,6 +32,13 @@ static const char *status_text(int status)
 
 static void refuse(session *s, int status, const char *reason)
 {
+    if (s->transparent) {
+        /* No CONNECT to answer: the client only sees its connection close. */
+        s->t.status = status;
+        txn_fail(s, "%s", reason);
+        session_end(s);
+        return;
+    }
     char msg[600];
     int body = snprintf(msg, sizeof msg, "%s\n", reason);
     char head[200];
@@ -58,7 +65,8 @@ static void on_origin(session *s, int status, const char *reason)
     }
     static const char established[] = "HTTP/1.1 200 Connection established\r\n\r\n";
     s->t.status = 200;
-    leg_write(&s->client, established, sizeof established - 1);
+    if (!s->transparent) /* a redirected connection asked for nothing */
+        leg_write(&s->client, established, sizeof established - 1);
     /* The tunnel's bytes are counted from here: the CONNECT head is not part of them. */
     s->t.client_mark = s->client.bytes_in - st->held_len;
     s->t.origin_mark = s->origin.bytes_in;
