@@ -464,8 +464,14 @@ static void decide(session *s)
         return;
     }
     if (is_connect) {
-        /* Bytes the client sent after the CONNECT head go to the tunnel. */
-        session_enter(s, STAGE_CONNECT, h->held, h->held_len);
+        /* Bytes the client sent after the CONNECT head go to the tunnel; they must outlive
+         * this stage's leave, which runs before the connect stage's enter. */
+        char *held = h->held;
+        size_t held_len = h->held_len;
+        h->held = NULL;
+        h->held_len = 0;
+        session_enter(s, STAGE_CONNECT, held, held_len);
+        free(held);
         return;
     }
     http_forward(s);

@@ -70,7 +70,12 @@ static void on_origin(session *s, int status, const char *reason)
     /* The tunnel's bytes are counted from here: the CONNECT head is not part of them. */
     s->t.client_mark = s->client.bytes_in - st->held_len;
     s->t.origin_mark = s->origin.bytes_in;
-    session_enter(s, STAGE_DETECT, st->held, st->held_len);
+    /* connect_leave runs before detection's enter: the held bytes must outlive it. */
+    char *held = st->held;
+    size_t held_len = st->held_len;
+    st->held = NULL;
+    session_enter(s, STAGE_DETECT, held, held_len);
+    free(held);
 }
 
 static void connect_enter(session *s, const char *replay, size_t len)
