@@ -299,6 +299,8 @@ static void note(session *s)
              v6 ? "Host %s resolves to %s, not to the original destination: sent to [%s]:%u"
                 : "Host %s resolves to %s, not to the original destination: sent to %s:%u",
              s->host_checked, s->host_elsewhere, s->target_host, s->target_port);
+    if (!s->t.action)
+        s->t.action = "allowed"; /* a remark, not a failure */
 }
 
 static void on_host_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
