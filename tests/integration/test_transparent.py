@@ -392,5 +392,50 @@ class TransparentTest(unittest.TestCase):
         self.assertEqual(server.requests, 1)
 
 
+class WithoutCapabilitiesTest(unittest.TestCase):
+    """Without CAP_NET_ADMIN (and CAP_NET_RAW) handoff still serves REDIRECTed connections; it
+    says that it cannot mark its origin connections nor take TPROXY, and the rules exempt its
+    traffic by group instead."""
+
+    GID = 4242
+
+    def test_redirect_works_unmarked_and_the_missing_capability_is_logged(self):
+        if shutil.which("setpriv") is None:
+            self.skipTest("setpriv is not installed (Debian package util-linux)")
+        server = origin.start_origin()
+        self.addCleanup(server.stop)
+        listener = harness.free_port()
+        proxy = harness.Handoff(policy_text="<proxy>\n  ALLOW\n", start=False,
+                                proxy={"transparent": f"{HOST}:{listener}"})
+        self.addCleanup(proxy.close)
+        wrapper = os.path.join(proxy.dir, "without-caps.sh")
+        with open(wrapper, "w") as f:
+            f.write("#!/bin/sh\n"
+                    f"exec setpriv --bounding-set -net_admin,-net_raw --regid {self.GID} "
+                    f"--clear-groups {proxy.binary} \"$@\"\n")
+        os.chmod(wrapper, 0o755)
+        proxy.binary = wrapper
+        proxy.start()
+        rules = nft(
+            f"table inet {TABLE}_nocaps {{\n"
+            "  chain output {\n"
+            "    type nat hook output priority -100; policy accept;\n"
+            f"    meta skgid {self.GID} return\n"
+            f"    ip daddr {HOST} tcp dport {server.port} redirect to :{listener}\n"
+            "  }\n"
+            "}\n")
+        self.assertEqual(rules.returncode, 0, rules.stderr)
+        self.addCleanup(nft, f"delete table inet {TABLE}_nocaps\n")
+        proc = harness.curl("-f", f"http://{HOST}:{server.port}/without-caps")
+        self.assertEqual(proc.stdout, b"hello from origin\n",
+                         proc.stderr + proxy.stderr_text()[-2000:].encode())
+        entry = proxy.wait_log(lambda e: "/without-caps" in (e.get("url") or ""))
+        self.assertEqual(entry["mode"], "transparent", entry)
+        stderr = proxy.stderr_text()
+        self.assertIn("cannot mark origin connections", stderr)
+        self.assertIn("CAP_NET_ADMIN", stderr)
+        self.assertIn(f"transparent listener {HOST}:{listener}: cannot set IP_TRANSPARENT", stderr)
+
+
 if __name__ == "__main__":
     unittest.main()
