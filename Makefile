@@ -12,7 +12,7 @@ JOBS       ?= $(shell nproc)
 BUILD_PACKAGES = build-essential cmake pkg-config libuv1-dev libssl-dev libcmocka-dev \
                  node-llhttp libinih-dev libjansson-dev libcrypt-dev \
                  libkrb5-dev
-TEST_PACKAGES  = clang libclang-rt-14-dev curl openssl python3 kamailio kamailio-tls-modules \
+TEST_PACKAGES  = clang libclang-rt-14-dev curl openssl python3 kamailio kamailio-tls-modules nftables \
                  coturn nodejs chromium fonts-liberation \
                  krb5-kdc krb5-admin-server krb5-user
 

@@ -33,6 +33,7 @@ static json_t *session_to_json(const session *s, uint64_t now)
                             json_integer((json_int_t)s->counters->items[i].count));
     json_object_set_new(o, "messages", m);
     json_object_set_new(o, "compressed", json_boolean(s->compressed));
+    json_object_set_new(o, "mode", json_string(s->transparent ? "transparent" : "explicit"));
     if (s->user[0])
         json_object_set_new(o, "user", json_text(s->user));
     return o;

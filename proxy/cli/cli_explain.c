@@ -35,16 +35,16 @@ static const char *forward_text(policy_ssl_forward f)
 
 static int usage(void)
 {
-    fprintf(stderr,
-            "usage: handoff -c FILE explain [--client IP] [--connect HOST:PORT | --url URL "
-            "[--method M]] [--sni NAME] [--protocol P] [--tunneled yes|no] [--user NAME]\n");
+    fprintf(stderr, "usage: handoff -c FILE explain [--client IP] [--connect HOST:PORT | --url URL "
+                    "[--method M]] [--sni NAME] [--protocol P] [--tunneled yes|no] [--user NAME] "
+                    "[--mode explicit|transparent]\n");
     return 1;
 }
 
 int cli_explain(const char *conf, int argc, char **argv)
 {
     const char *client = "127.0.0.1", *connect = NULL, *url = NULL, *method = NULL, *sni = NULL,
-               *protocol = NULL, *tunneled = NULL, *user = NULL;
+               *protocol = NULL, *tunneled = NULL, *user = NULL, *mode = NULL;
     for (int i = 0; i < argc; i++) {
         const char **slot = NULL;
         if (!strcmp(argv[i], "--client"))
@@ -63,6 +63,8 @@ int cli_explain(const char *conf, int argc, char **argv)
             slot = &tunneled;
         else if (!strcmp(argv[i], "--user"))
             slot = &user;
+        else if (!strcmp(argv[i], "--mode"))
+            slot = &mode;
         if (!slot || i + 1 >= argc)
             return usage();
         *slot = argv[++i];
@@ -81,6 +83,12 @@ int cli_explain(const char *conf, int argc, char **argv)
         fprintf(stderr, "handoff explain: --tunneled takes yes or no\n");
         return 1;
     }
+    if (mode && strcmp(mode, "explicit") && strcmp(mode, "transparent")) {
+        fprintf(stderr, "handoff explain: --mode takes explicit or transparent\n");
+        return 1;
+    }
+    /* A redirected connection (SPEC 4.2) has no CONNECT: its method is unknown. */
+    bool transparent = mode && !strcmp(mode, "transparent");
     struct sockaddr_storage addr = {0};
     struct sockaddr_in *a4 = (struct sockaddr_in *)&addr;
     struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&addr;
@@ -108,11 +116,11 @@ int cli_explain(const char *conf, int argc, char **argv)
     policy_facts f = {
         .host = u.host,
         .port = u.port,
-        .method = connect ? "CONNECT" : (method ? method : "GET"),
+        .method = connect ? (transparent ? NULL : "CONNECT") : (method ? method : "GET"),
         .client = (const struct sockaddr *)&addr,
         .tunneled = -1,
         .user = user,
-        .mode = "explicit",
+        .mode = transparent ? "transparent" : "explicit",
     };
     /* --user: the groups file says which group= rules the user matches. */
     policy_groups *groups = NULL;
@@ -135,7 +143,8 @@ int cli_explain(const char *conf, int argc, char **argv)
         printf("%s\n", f.group_count ? "" : " (none)");
     }
     policy_decision d1, d2, d3;
-    printf("checkpoint 1 (request): %s %s from %s\n", f.method, connect ? connect : url, client);
+    printf("checkpoint 1 (request): %s %s from %s\n", f.method ? f.method : "redirected to",
+           connect ? connect : url, client);
     policy_explain(p, &f, POLICY_CP_REQUEST, &d1, stdout);
     bool allow = d1.verdict == POLICY_UNSET ? cfg.policy_default_allow : d1.verdict == POLICY_ALLOW;
     policy_where where = d1.verdict_rule;

@@ -328,6 +328,8 @@ int cli_run(const char *conf)
     for (int i = 0; i < cfg->listen_count; i++)
         diag(LOG_INFO, "listening on %s with %d worker%s", cfg->listen[i].text, pr.count,
              pr.count > 1 ? "s" : "");
+    for (int i = 0; i < cfg->transparent_count; i++)
+        diag(LOG_INFO, "transparent listener on %s", cfg->transparent[i].text);
     if (cfg->admin_enabled)
         diag(LOG_INFO, "admin on http://%s/", cfg->admin.text);
 

@@ -17,6 +17,8 @@ typedef enum {
     K_STR,
     K_PATH,
     K_LISTEN,
+    K_TRANSPARENT,
+    K_MARK,
     K_ADDR_OPT,
     K_WORKERS,
     K_FORMAT,
@@ -37,6 +39,8 @@ typedef struct {
 
 static const key_spec keys[] = {
     {"proxy", "listen", K_LISTEN, F(listen), 0, 0},
+    {"proxy", "transparent", K_TRANSPARENT, F(transparent), 0, 0},
+    {"proxy", "transparent_mark", K_MARK, F(transparent_mark), 0, 0xffffffffL},
     {"proxy", "workers", K_WORKERS, F(workers), 0, 256},
     {"proxy", "protocol_detection", K_BOOL, F(protocol_detection), 0, 0},
     {"proxy", "tunnel_on_protocol_error", K_BOOL, F(tunnel_on_protocol_error), 0, 0},
@@ -86,6 +90,7 @@ void config_defaults(config *cfg)
     config_parse_addr("127.0.0.1:3128", &cfg->listen[0]);
     cfg->listen_count = 1;
     cfg->workers = 0;
+    cfg->transparent_mark = 0x68;
     cfg->protocol_detection = true;
     cfg->tunnel_on_protocol_error = false;
     cfg->detect_timeout_ms = 2000;
@@ -221,6 +226,33 @@ static int set_listen(config *cfg, char *value)
     return cfg->listen_count > 0 ? 0 : -1;
 }
 
+/* An empty value means no transparent listener. */
+static int set_transparent(config *cfg, char *value)
+{
+    cfg->transparent_count = 0;
+    for (char *save = NULL, *tok = strtok_r(value, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        tok = trim(tok);
+        if (cfg->transparent_count == CONFIG_MAX_LISTEN ||
+            config_parse_addr(tok, &cfg->transparent[cfg->transparent_count]) != 0)
+            return -1;
+        cfg->transparent_count++;
+    }
+    return 0;
+}
+
+/* A socket mark as iptables and nftables write it: decimal or 0x hex. */
+static int parse_mark(const char *v, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 0);
+    if (errno || end == v || *end || v[0] == '-' || n > 0xffffffffULL)
+        return -1;
+    *out = (unsigned)n;
+    return 0;
+}
+
 static int on_entry(void *user, const char *section, const char *name, const char *raw, int line)
 {
     load_ctx *ctx = user;
@@ -276,6 +308,12 @@ static int on_entry(void *user, const char *section, const char *name, const cha
         break;
     case K_LISTEN:
         rc = set_listen(cfg, v);
+        break;
+    case K_TRANSPARENT:
+        rc = set_transparent(cfg, v);
+        break;
+    case K_MARK:
+        rc = parse_mark(v, &cfg->transparent_mark);
         break;
     case K_ADDR_OPT:
         cfg->admin_enabled = v[0] != '\0';

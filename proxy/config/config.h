@@ -25,7 +25,10 @@ typedef struct {
 
     config_addr listen[CONFIG_MAX_LISTEN];
     int listen_count;
-    int workers; /* 0 = auto */
+    config_addr transparent[CONFIG_MAX_LISTEN]; /* SPEC 4.2: redirected connections */
+    int transparent_count;
+    unsigned transparent_mark; /* SO_MARK on origin connections; 0 = none */
+    int workers;               /* 0 = auto */
     bool protocol_detection;
     bool tunnel_on_protocol_error;
     int detect_timeout_ms;

@@ -48,7 +48,6 @@ struct session {
     char target_host[256]; /* the CONNECT target (or the origin of the current request) */
     uint16_t target_port;
     bool target_is_name; /* the target is a DNS name (not an address literal) */
-    bool transparent;    /* arrived on a transparent listener: no CONNECT */
     char sni[256];
     char user[256];
     detect_protocol protocol;
@@ -63,6 +62,10 @@ struct session {
     bool origin_alpn_other;     /* the origin chose an ALPN protocol other than http/1.1 */
     char *upstream_error;       /* why the origin's TLS was refused (allocated when it happens) */
     framing_counters *counters; /* a passthrough handler's message counters, else NULL */
+    /* Transparent connections (SPEC 4.2, core/transparent.c). */
+    bool transparent;        /* accepted on a transparent listener: no CONNECT, method unknown */
+    char host_checked[256];  /* the last HTTP Host compared with the original destination */
+    char host_elsewhere[96]; /* where it resolved instead ("" when to the destination) */
 
     txn t; /* the transaction being recorded */
 };

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "session.h"
+#include "transparent.h"
 #include "worker.h"
 
 struct upstream_op {
@@ -219,6 +220,7 @@ static void try_next(session *s)
         struct addrinfo *a = op->next_addr;
         op->next_addr = a->ai_next;
         session_open_leg(s, &s->origin);
+        transparent_mark_origin(s, a->ai_family);
         op->connect.data = op;
         int rc = uv_tcp_connect(&op->connect, &s->origin.tcp, a->ai_addr, on_connected);
         if (rc == 0) {

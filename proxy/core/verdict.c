@@ -13,11 +13,14 @@ static void build_facts(const session *s, policy_checkpoint cp, const char *host
     *f = (policy_facts){
         .host = host,
         .port = s->target_port,
-        .method = method ? method : "CONNECT",
+        .method = method           ? method
+                  : s->transparent ? NULL
+                                   : "CONNECT",
         .client = (const struct sockaddr *)&s->client_addr,
         .protocol = NULL,
         .tunneled = -1,
         .user = s->user[0] ? s->user : NULL,
+        .mode = s->transparent ? "transparent" : "explicit",
     };
     f->mode = s->transparent ? "transparent" : "explicit";
     f->identity_withheld = s->auth_exempt;

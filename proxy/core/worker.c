@@ -17,6 +17,7 @@
 #include "groups.h"
 #include "session.h"
 #include "session_json.h"
+#include "transparent.h"
 
 policy *shared_policy_acquire(shared_state *sh)
 {
@@ -185,6 +186,12 @@ static void on_connection(uv_stream_t *server, int status)
      * instead of being accepted and dropped. */
     if (!worker_descriptors_available(w->shared, 4))
         pause_accepting(w, UV_EMFILE);
+    const config *cfg = &w->shared->cfg;
+    int i = (int)((uv_tcp_t *)server - w->listeners);
+    if (i >= cfg->listen_count) {
+        transparent_accept(s, &cfg->transparent[i - cfg->listen_count]);
+        return;
+    }
     session_enter(s, STAGE_HEAD, NULL, 0);
 }
 
@@ -206,8 +213,9 @@ static int probe_free(const struct sockaddr_storage *addr, socklen_t alen)
 
 /* The listening socket stays ours; libuv watches a duplicate, so accepting can pause by
  * closing the duplicate without losing the socket or its backlog. */
-static int open_listener(worker *w, const struct sockaddr_storage *addr)
+static int open_listener(worker *w, const config_addr *ca, bool transparent)
 {
+    const struct sockaddr_storage *addr = &ca->addr;
     socklen_t alen =
         addr->ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
     if (w->index == 0) {
@@ -224,6 +232,8 @@ static int open_listener(worker *w, const struct sockaddr_storage *addr)
     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     if (addr->ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (transparent)
+        transparent_prepare_listener(fd, addr->ss_family, ca->text, w->index == 0);
     if (bind(fd, (const struct sockaddr *)addr, alen) != 0 || listen(fd, 1024) != 0) {
         int e = -errno;
         close(fd);
@@ -235,15 +245,20 @@ static int open_listener(worker *w, const struct sockaddr_storage *addr)
 int worker_listen(worker *w, char *err, size_t errlen)
 {
     const config *cfg = &w->shared->cfg;
-    for (int i = 0; i < cfg->listen_count; i++) {
-        int rc = open_listener(w, &cfg->listen[i].addr);
+    if (w->index == 0)
+        transparent_probe_mark(cfg);
+    for (int i = 0; i < cfg->listen_count + cfg->transparent_count; i++) {
+        bool transparent = i >= cfg->listen_count;
+        const config_addr *ca =
+            transparent ? &cfg->transparent[i - cfg->listen_count] : &cfg->listen[i];
+        int rc = open_listener(w, ca, transparent);
         if (rc >= 0) {
             w->listen_fd[i] = rc;
             w->listener_count = i + 1;
             rc = attach_listener(w, i);
         }
         if (rc < 0) {
-            snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen[i].text, uv_strerror(rc));
+            snprintf(err, errlen, "cannot listen on %s: %s", ca->text, uv_strerror(rc));
             return rc;
         }
     }

@@ -52,8 +52,9 @@ struct worker {
     int index;
     shared_state *shared;
     uv_loop_t loop;
-    uv_tcp_t listeners[CONFIG_MAX_LISTEN];
-    int listen_fd[CONFIG_MAX_LISTEN]; /* the sockets; listeners[] watch duplicates */
+    /* [proxy] listen first, then [proxy] transparent (SPEC 4.2) */
+    uv_tcp_t listeners[2 * CONFIG_MAX_LISTEN];
+    int listen_fd[2 * CONFIG_MAX_LISTEN]; /* the sockets; listeners[] watch duplicates */
     int listener_count;
     uv_timer_t accept_timer; /* resumes accepting after a pause */
     bool accept_paused;

@@ -15,6 +15,7 @@
 #include "local_pages.h"
 #include "metrics.h"
 #include "names.h"
+#include "transparent.h"
 #include "url.h"
 #include "verdict.h"
 #include "worker.h"
@@ -691,7 +692,7 @@ static void dispatch_inner(session *s)
     free(s->t.url);
     s->t.url = full;
     h->request_path = h->url;
-    decide(s);
+    transparent_check_host(s, h->host, decide); /* explicit sessions: decide at once */
 }
 
 static void dispatch(session *s)

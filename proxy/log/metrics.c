@@ -26,6 +26,7 @@ static struct {
     labelled denials;
     labelled handshake_failures;
     labelled auth; /* "mechanism|result" */
+    labelled transparent; /* by result */
     uint64_t bytes_from_client, bytes_from_server;
     uint64_t detect_buckets[8]; /* latency histogram, ms upper bounds below */
     uint64_t detect_sum_ms, detect_count;
@@ -108,6 +109,13 @@ void metrics_tls_handshake(bool client_leg, bool resumed)
     pthread_mutex_unlock(&m.lock);
 }
 
+void metrics_transparent(const char *result)
+{
+    pthread_mutex_lock(&m.lock);
+    bump(&m.transparent, result);
+    pthread_mutex_unlock(&m.lock);
+}
+
 void metrics_denial(const char *rule)
 {
     pthread_mutex_lock(&m.lock);
@@ -173,6 +181,9 @@ char *metrics_render(const metrics_gauges *g, size_t *len)
     fprintf(f, "# HELP handoff_tls_handshake_failures_total TLS handshake failures by reason.\n"
                "# TYPE handoff_tls_handshake_failures_total counter\n");
     emit(f, "handoff_tls_handshake_failures_total", "reason", &m.handshake_failures);
+    fprintf(f, "# HELP handoff_transparent_connections_total Connections on transparent "
+               "listeners, by result.\n# TYPE handoff_transparent_connections_total counter\n");
+    emit(f, "handoff_transparent_connections_total", "result", &m.transparent);
     fprintf(f, "# HELP handoff_tls_handshakes_total Completed TLS handshakes of intercepted "
                "connections, by leg and whether the session was resumed.\n"
                "# TYPE handoff_tls_handshakes_total counter\n");

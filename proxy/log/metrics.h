@@ -19,6 +19,9 @@ void metrics_tls_handshake(bool client_leg, bool resumed);
 /** A proxy authentication by mechanism ("basic", "negotiate") and result. */
 void metrics_auth(const char *mechanism, const char *result);
 
+/** A connection on a transparent listener, by result: accepted, denied, loop, not-redirected,
+ * refused, error. */
+void metrics_transparent(const char *result);
 /** Bytes held in splice pipes (a gauge): delta may be negative. */
 void metrics_splice_pipe_bytes(ssize_t delta);
 

@@ -32,6 +32,13 @@ static const char *status_text(int status)
 
 static void refuse(session *s, int status, const char *reason)
 {
+    if (s->transparent) {
+        /* No CONNECT to answer: the client only sees its connection close. */
+        s->t.status = status;
+        txn_fail(s, "%s", reason);
+        session_end(s);
+        return;
+    }
     char msg[600];
     int body = snprintf(msg, sizeof msg, "%s\n", reason);
     char head[200];
@@ -62,7 +69,8 @@ static void on_origin(session *s, int status, const char *reason)
     uv_buf_t parts[3] = {uv_buf_init((char *)established, sizeof established - 1),
                          uv_buf_init((char *)extra, (unsigned)strlen(extra)),
                          uv_buf_init("\r\n", 2)};
-    leg_writev(&s->client, parts, 3);
+    if (!s->transparent) /* a redirected connection asked for nothing */
+        leg_writev(&s->client, parts, 3);
     free(s->answer_headers);
     s->answer_headers = NULL;
     /* The tunnel's bytes are counted from here: the CONNECT head is not part of them. */

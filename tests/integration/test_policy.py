@@ -851,6 +851,18 @@ class ExplainTest(unittest.TestCase):
                             [self.blocked, self.port_rule], out)
         self.assert_decision(out, "deny", self.step3)
 
+    def test_a_redirected_connection_has_no_method_for_the_port_rule(self):
+        # Transparent (SPEC 4.2): no CONNECT, so `method=CONNECT url.port=!(...) DENY` does not
+        # match a redirected connection to port 22; the explicit CONNECT is denied by it.
+        out = self.explain("--connect", "127.0.0.1:22", "--mode", "transparent")
+        sections = sections_by_checkpoint(out)
+        self.assertNotIn("CONNECT", sections[1], out)
+        self.assert_section(sections, 1, [self.layers["who"], self.layers["ports"]],
+                            [self.allow_local], [self.port_rule, self.deny_others], out)
+        self.assert_decision(out, "allow", self.allow_local)
+        out = self.explain("--connect", "127.0.0.1:22", "--mode", "explicit")
+        self.assert_decision(out, "deny", self.port_rule)
+
     def test_url_to_blocked_domain_is_denied(self):
         out = self.explain("--url", "http://blocked.test/", "--method", "GET")
         sections = sections_by_checkpoint(out)

@@ -306,6 +306,41 @@ static void addresses_parse(void **state)
             fail_msg("accepted '%s'", bad[i]);
 }
 
+static void transparent_listeners_and_mark(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(load(f, "[proxy]\n"), 0);
+    assert_int_equal(f->cfg.transparent_count, 0);
+    assert_int_equal(f->cfg.transparent_mark, 0x68);
+
+    assert_int_equal(load(f, "[proxy]\n"
+                             "transparent = 127.0.0.1:3129, [::1]:3130\n"
+                             "transparent_mark = 0x1f00\n"),
+                     0);
+    assert_int_equal(f->cfg.transparent_count, 2);
+    assert_int_equal(f->cfg.transparent[0].addr.ss_family, AF_INET);
+    assert_int_equal(port_of(&f->cfg.transparent[0]), 3129);
+    assert_int_equal(f->cfg.transparent[1].addr.ss_family, AF_INET6);
+    assert_int_equal(port_of(&f->cfg.transparent[1]), 3130);
+    assert_int_equal(f->cfg.transparent_mark, 0x1f00);
+    /* The explicit listener is untouched. */
+    assert_int_equal(f->cfg.listen_count, 1);
+    assert_int_equal(port_of(&f->cfg.listen[0]), 3128);
+
+    assert_int_equal(load(f, "[proxy]\ntransparent =\ntransparent_mark = 0\n"), 0);
+    assert_int_equal(f->cfg.transparent_count, 0);
+    assert_int_equal(f->cfg.transparent_mark, 0);
+
+    assert_int_equal(load(f, "[proxy]\ntransparent = 127.0.0.1\n"), 1);
+    assert_error_at(f, 2, "transparent");
+    assert_int_equal(load(f, "[proxy]\ntransparent_mark = -1\n"), 1);
+    assert_error_at(f, 2, "transparent_mark");
+    assert_int_equal(load(f, "[proxy]\ntransparent_mark = 0x100000000\n"), 1);
+    assert_error_at(f, 2, "transparent_mark");
+    assert_int_equal(load(f, "[proxy]\ntransparent_mark = mark\n"), 1);
+    assert_error_at(f, 2, "transparent_mark");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -320,6 +355,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(every_error_is_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(missing_file_is_an_error, setup, teardown),
         cmocka_unit_test(addresses_parse),
+        cmocka_unit_test_setup_teardown(transparent_listeners_and_mark, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
