@@ -13,6 +13,7 @@
 #include "certs.h"
 #include "cli.h"
 #include "diag.h"
+#include "notify.h"
 #include "pac.h"
 #include "tls_contexts.h"
 #include "worker.h"
@@ -23,8 +24,12 @@ typedef struct {
     shared_state *sh;
     worker *workers;
     int count;
-    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
+    uv_timer_t status_timer; /* systemd's STATUS= line */
 } process;
+
+/* How often systemd's status line is refreshed. */
+#define STATUS_INTERVAL_MS 2000
 
 static char *read_file(const char *path, size_t *len)
 {
@@ -151,18 +156,77 @@ static void on_stop_signal(uv_signal_t *sig, int signum)
     process *pr = sig->data;
     diag(LOG_INFO, "signal %d: stopping (open connections get up to %d s)", signum,
          pr->sh->cfg.drain_timeout_s);
+    notify_stopping();
+    notify_status(atomic_load(&pr->sh->connections), true);
     atomic_store(&pr->sh->stopping, true);
     for (int i = 0; i < pr->count; i++)
         worker_request_stop(&pr->workers[i]);
     uv_close((uv_handle_t *)&pr->sig_term, NULL);
     uv_close((uv_handle_t *)&pr->sig_int, NULL);
     uv_close((uv_handle_t *)&pr->sig_hup, NULL);
+    uv_close((uv_handle_t *)&pr->sig_usr1, NULL);
+    uv_close((uv_handle_t *)&pr->status_timer, NULL);
 }
+
+/* Log rotation: the files were renamed; write on to fresh ones under the configured names. */
+static void on_rotate_signal(uv_signal_t *sig, int signum)
+{
+    process *pr = sig->data;
+    (void)signum;
+    diag_reopen();
+    access_log_reopen(pr->sh->log);
+    diag(LOG_INFO, "SIGUSR1: log files reopened");
+}
+
+static void on_status_timer(uv_timer_t *t)
+{
+    process *pr = t->data;
+    notify_status(atomic_load(&pr->sh->connections), false);
+}
+
+static void report_restart_key(const char *section, const char *name, void *data)
+{
+    (void)data;
+    diag(LOG_WARN, "SIGHUP: [%s] %s changed: it takes effect after a restart (or --takeover)",
+         section, name);
+}
+
+/* The keys a reload does not apply are named, so an operator is not misled. */
+static void report_restart_keys(const config *running)
+{
+    config *fresh = malloc(sizeof *fresh);
+    if (!fresh)
+        return;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    config_defaults(fresh);
+    int errors = mem ? config_load(fresh, running->path, mem) : 1;
+    if (mem)
+        fclose(mem);
+    if (errors)
+        diag(LOG_ERROR, "SIGHUP: %s has errors (%s); only the policy was considered", running->path,
+             text ? strtok(text, "\n") : "?");
+    else
+        config_diff(running, fresh, report_restart_key, NULL);
+    free(text);
+    free(fresh);
+}
+
+static void reload_policy(process *pr);
 
 static void on_reload_signal(uv_signal_t *sig, int signum)
 {
     process *pr = sig->data;
     (void)signum;
+    notify_reloading();
+    reload_policy(pr);
+    report_restart_keys(&pr->sh->cfg);
+    notify_ready();
+}
+
+static void reload_policy(process *pr)
+{
     if (!pr->sh->cfg.policy_file[0]) {
         diag(LOG_INFO, "SIGHUP: no [policy] file to reload");
         return;
@@ -226,6 +290,7 @@ int cli_run(const char *conf)
     }
     config *cfg = &sh->cfg;
     diag_set_level(cfg->log_level);
+    diag_remember_file();
     signal(SIGPIPE, SIG_IGN);
     if (cfg->access_log[0] && !(sh->log = access_log_open(cfg->access_log, cfg->log_format))) {
         fprintf(stderr, "handoff: cannot open access log %s: %s\n", cfg->access_log,
@@ -256,10 +321,14 @@ int cli_run(const char *conf)
     uv_signal_init(main_loop, &pr.sig_term);
     uv_signal_init(main_loop, &pr.sig_int);
     uv_signal_init(main_loop, &pr.sig_hup);
-    pr.sig_term.data = pr.sig_int.data = pr.sig_hup.data = &pr;
+    uv_signal_init(main_loop, &pr.sig_usr1);
+    uv_timer_init(main_loop, &pr.status_timer);
+    pr.sig_term.data = pr.sig_int.data = pr.sig_hup.data = pr.sig_usr1.data = &pr;
+    pr.status_timer.data = &pr;
     uv_signal_start(&pr.sig_term, on_stop_signal, SIGTERM);
     uv_signal_start(&pr.sig_int, on_stop_signal, SIGINT);
     uv_signal_start(&pr.sig_hup, on_reload_signal, SIGHUP);
+    uv_signal_start(&pr.sig_usr1, on_rotate_signal, SIGUSR1);
 
     for (int i = 0; i < pr.count; i++)
         pthread_create(&pr.workers[i].thread, NULL, worker_run, &pr.workers[i]);
@@ -268,6 +337,8 @@ int cli_run(const char *conf)
              pr.count > 1 ? "s" : "");
     if (cfg->admin_enabled)
         diag(LOG_INFO, "admin on http://%s/", cfg->admin.text);
+    notify_ready();
+    uv_timer_start(&pr.status_timer, on_status_timer, 0, STATUS_INTERVAL_MS);
 
     uv_run(main_loop, UV_RUN_DEFAULT);
     for (int i = 0; i < pr.count; i++) {

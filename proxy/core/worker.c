@@ -106,6 +106,8 @@ static void resume_accepting(uv_timer_t *t)
     w->accept_paused = false;
 }
 
+static void begin_session(worker *w, session *s);
+
 static void on_connection(uv_stream_t *server, int status)
 {
     worker *w = server->data;
@@ -123,11 +125,16 @@ static void on_connection(uv_stream_t *server, int status)
         session_abort(s, NULL);
         return;
     }
+    begin_session(w, s);
+}
+
+static void begin_session(worker *w, session *s)
+{
     uv_tcp_nodelay(&s->client.tcp, 1);
     int len = sizeof s->client_addr;
     uv_tcp_getpeername(&s->client.tcp, (struct sockaddr *)&s->client_addr, &len);
     format_peer(&s->client_addr, s->client_text, sizeof s->client_text);
-    session_enter(s, STAGE_HEAD, NULL, 0);
+    session_enter(s, w->shared->cfg.proxy_protocol ? STAGE_PROXY_HEADER : STAGE_HEAD, NULL, 0);
 }
 
 /* SO_REUSEPORT would let a second instance share the port silently: bind once without it
@@ -192,6 +199,29 @@ int worker_listen(worker *w, char *err, size_t errlen)
     return 0;
 }
 
+/* Closing a listener resets the connections still in its backlog, which a load balancer has
+ * already handed a client's bytes to: take them in as sessions that drain like the others. */
+static void accept_backlog(worker *w, int fd)
+{
+    for (;;) {
+        int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (c < 0)
+            return;
+        session *s = session_new(w);
+        if (!s) {
+            close(c);
+            return;
+        }
+        session_open_leg(s, &s->client);
+        if (uv_tcp_open(&s->client.tcp, c) != 0) {
+            close(c);
+            session_abort(s, NULL);
+            continue;
+        }
+        begin_session(w, s);
+    }
+}
+
 static void on_stop_check(uv_timer_t *t)
 {
     worker *w = t->data;
@@ -241,6 +271,7 @@ static void on_wakeup(uv_async_t *a)
     for (int i = 0; i < w->listener_count; i++) {
         if (!w->accept_paused && !uv_is_closing((uv_handle_t *)&w->listeners[i]))
             uv_close((uv_handle_t *)&w->listeners[i], NULL);
+        accept_backlog(w, w->listen_fd[i]);
         close(w->listen_fd[i]);
         w->listen_fd[i] = -1;
     }

@@ -25,6 +25,7 @@ static struct {
     labelled detections;
     labelled denials;
     labelled handshake_failures;
+    labelled proxy_protocol;
     uint64_t bytes_from_client, bytes_from_server;
     uint64_t detect_buckets[8]; /* latency histogram, ms upper bounds below */
     uint64_t detect_sum_ms, detect_count;
@@ -91,6 +92,13 @@ void metrics_detection(const char *protocol, uint64_t latency_ms)
     pthread_mutex_unlock(&m.lock);
 }
 
+void metrics_proxy_protocol(const char *outcome)
+{
+    pthread_mutex_lock(&m.lock);
+    bump(&m.proxy_protocol, outcome);
+    pthread_mutex_unlock(&m.lock);
+}
+
 void metrics_tls_handshake(bool client_leg, bool resumed)
 {
     pthread_mutex_lock(&m.lock);
@@ -154,6 +162,10 @@ char *metrics_render(const metrics_gauges *g, size_t *len)
     fprintf(f, "# HELP handoff_tls_handshake_failures_total TLS handshake failures by reason.\n"
                "# TYPE handoff_tls_handshake_failures_total counter\n");
     emit(f, "handoff_tls_handshake_failures_total", "reason", &m.handshake_failures);
+    fprintf(f, "# HELP handoff_proxy_protocol_total Connections on a PROXY-protocol listener, "
+               "by outcome (accepted, local, or why refused).\n"
+               "# TYPE handoff_proxy_protocol_total counter\n");
+    emit(f, "handoff_proxy_protocol_total", "outcome", &m.proxy_protocol);
     fprintf(f, "# HELP handoff_tls_handshakes_total Completed TLS handshakes of intercepted "
                "connections, by leg and whether the session was resumed.\n"
                "# TYPE handoff_tls_handshakes_total counter\n");

@@ -16,6 +16,9 @@ void metrics_connection_end(const char *protocol, const char *action, uint64_t f
 void metrics_detection(const char *protocol, uint64_t latency_ms);
 void metrics_denial(const char *rule);
 void metrics_tls_handshake(bool client_leg, bool resumed);
+/** A connection on a PROXY-protocol listener: "accepted", "local" (a LOCAL header) or why it
+ * was refused ("source", "missing", "malformed", "too_long", "truncated", "timeout"). */
+void metrics_proxy_protocol(const char *outcome);
 /** Bytes held in splice pipes (a gauge): delta may be negative. */
 void metrics_splice_pipe_bytes(ssize_t delta);
 
