@@ -219,6 +219,7 @@ class BalancerTest(OriginTest):
         url = f"http://{self.authority}/bytes/5"
         for _ in range(4):
             self.assertEqual(get(lb.port, url), 200)
+        for _ in range(4):
             self.assertEqual(get(lb.port, url, source=DENIED_CLIENT), 403)
         harness.wait_until(lambda: len(client_lines(a, ALLOWED_CLIENT))
                            + len(client_lines(b, ALLOWED_CLIENT)) == 4, 10, what="4 allowed lines")
