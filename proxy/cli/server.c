@@ -184,16 +184,61 @@ static void on_status_timer(uv_timer_t *t)
     notify_status(atomic_load(&pr->sh->connections), false);
 }
 
+/* [pac] and [auth] htpasswd are applied on reload; every other changed key is named, so an
+ * operator is not misled into thinking it took effect. */
+/* [pac] and [auth] htpasswd are applied on reload (turning authentication on or off is not);
+ * every other changed key is named, so an operator is not misled into thinking it took
+ * effect. Only the main loop reloads, so a file-scope flag is enough. */
+static bool running_htpasswd_set;
+
 static void report_restart_key(const char *section, const char *name, void *data)
 {
-    (void)data;
-    diag(LOG_WARN, "SIGHUP: [%s] %s changed: it takes effect after a restart (or --takeover)",
-         section, name);
+    const config *fresh = data;
+    bool auth_toggled = !strcmp(section, "auth") && !strcmp(name, "htpasswd") &&
+                        !fresh->htpasswd[0] != !running_htpasswd_set;
+    bool applied = !strcmp(section, "pac") ||
+                   (!strcmp(section, "auth") && !strcmp(name, "htpasswd") && !auth_toggled);
+    if (!applied)
+        diag(LOG_WARN, "SIGHUP: [%s] %s changed: it takes effect after a restart (or --takeover)",
+             section, name);
 }
 
-/* The keys a reload does not apply are named, so an operator is not misled. */
-static void report_restart_keys(const config *running)
+static void reload_pac(shared_state *sh, const config *fresh)
 {
+    char err[512];
+    size_t len = 0;
+    char *pac = fresh->pac_file[0]
+                    ? read_file(fresh->pac_file, &len)
+                    : pac_generate(fresh->pac_proxy, fresh->pac_direct, &len, err, sizeof err);
+    if (!pac) {
+        diag(LOG_ERROR, "SIGHUP: [pac]: %s; the running PAC stays",
+             fresh->pac_file[0] ? strerror(errno) : err);
+        return;
+    }
+    pthread_mutex_lock(&sh->policy_lock);
+    char *old = sh->pac;
+    sh->pac = pac;
+    sh->pac_len = len;
+    pthread_mutex_unlock(&sh->policy_lock);
+    free(old);
+    diag(LOG_INFO, "SIGHUP: PAC reloaded");
+}
+
+static void reload_auth(shared_state *sh, const config *fresh)
+{
+    char err[512];
+    if (!sh->auth || !fresh->htpasswd[0])
+        return; /* turning authentication on or off is a restart (reported as a changed key) */
+    if (auth_reload(sh->auth, fresh->htpasswd, err, sizeof err) != 0)
+        diag(LOG_ERROR, "SIGHUP: [auth] htpasswd: %s; the running users stay", err);
+    else
+        diag(LOG_INFO, "SIGHUP: users reloaded from %s", fresh->htpasswd);
+}
+
+/* Re-reads the configuration file: [pac] and [auth] are applied, the rest reported. */
+static void reload_config(shared_state *sh)
+{
+    const config *running = &sh->cfg;
     config *fresh = malloc(sizeof *fresh);
     if (!fresh)
         return;
@@ -204,11 +249,17 @@ static void report_restart_keys(const config *running)
     int errors = mem ? config_load(fresh, running->path, mem) : 1;
     if (mem)
         fclose(mem);
-    if (errors)
-        diag(LOG_ERROR, "SIGHUP: %s has errors (%s); only the policy was considered", running->path,
-             text ? strtok(text, "\n") : "?");
-    else
-        config_diff(running, fresh, report_restart_key, NULL);
+    if (errors) {
+        diag(LOG_ERROR, "SIGHUP: %s has errors; only the policy was reloaded", running->path);
+        for (char *save = NULL, *l = text ? strtok_r(text, "\n", &save) : NULL; l;
+             l = strtok_r(NULL, "\n", &save))
+            diag(LOG_ERROR, "%s", l);
+    } else {
+        reload_pac(sh, fresh);
+        reload_auth(sh, fresh);
+        running_htpasswd_set = sh->auth != NULL;
+        config_diff(running, fresh, report_restart_key, fresh);
+    }
     free(text);
     free(fresh);
 }
@@ -221,7 +272,7 @@ static void on_reload_signal(uv_signal_t *sig, int signum)
     (void)signum;
     notify_reloading();
     reload_policy(pr);
-    report_restart_keys(&pr->sh->cfg);
+    reload_config(pr->sh);
     notify_ready();
 }
 

@@ -33,7 +33,7 @@ typedef struct {
     char crl_url[CONFIG_MAX_PATH];
     char *pac; /* the PAC file served on /proxy.pac and /wpad.dat */
     size_t pac_len;
-    pthread_mutex_t policy_lock;
+    pthread_mutex_t policy_lock; /* guards current_policy, and pac/pac_len (a reload swaps them) */
     policy *current_policy;
     atomic_int connections; /* open client connections, all workers */
     atomic_uint_fast64_t next_session_id;

@@ -455,6 +455,63 @@ class RotationTest(OriginTest):
         self.assertIn("SIGUSR1: log files reopened", proxy.stderr_text())
 
 
+def sha_crypt(password: str) -> str:
+    proc = subprocess.run(["openssl", "passwd", "-6", password], capture_output=True, text=True,
+                          timeout=30, check=True)
+    return proc.stdout.strip()
+
+
+class ReloadTest(OriginTest):
+    def test_sighup_applies_policy_users_and_pac_and_names_restart_keys(self):
+        proxy = harness.Handoff(files={"users.htpasswd": f"alice:{sha_crypt('one')}\n"},
+                                auth={"htpasswd": "users.htpasswd"},
+                                pac={"direct": "*.before.test"})
+        self.addCleanup(proxy.close)
+        url = f"http://{self.authority}/bytes/2"
+
+        def status(user, password):
+            proc = harness.curl("-o", "/dev/null", "-w", "%{http_code}", "--proxy-user",
+                                f"{user}:{password}", url, proxy=proxy.url)
+            return int(proc.stdout)
+
+        def pac():
+            return harness.curl(f"{proxy.url}/proxy.pac").stdout.decode()
+
+        self.assertEqual(status("alice", "one"), 200)
+        self.assertEqual(status("bob", "two"), 407)
+        self.assertIn("before.test", pac())
+        with open(os.path.join(proxy.dir, "users.htpasswd"), "w") as f:
+            f.write(f"bob:{sha_crypt('two')}\n")
+        proxy.config["pac"]["direct"] = "*.after.test"
+        proxy.config["proxy"]["idle_timeout_s"] = "77"
+        with open(proxy.conf_path, "w") as f:
+            f.write(harness.render_ini(proxy.config))
+        proxy.reload(policy_text="<proxy>\n  url.host=localhost DENY\n")
+        harness.wait_until(lambda: "users reloaded" in proxy.stderr_text(), 10, what="reload")
+        self.assertEqual(status("bob", "two"), 200)
+        self.assertEqual(status("alice", "one"), 407)  # the cached success is gone too
+        self.assertIn("after.test", pac())
+        self.assertNotIn("before.test", pac())
+        proc = harness.curl("-o", "/dev/null", "-w", "%{http_code}", "--proxy-user", "bob:two",
+                            f"http://localhost:{self.origin.port}/bytes/3", proxy=proxy.url)
+        self.assertEqual(proc.stdout, b"403")
+        stderr = proxy.stderr_text()
+        self.assertIn("[proxy] idle_timeout_s changed: it takes effect after a restart", stderr)
+        self.assertNotIn("[pac] direct changed", stderr)
+        self.assertNotIn("[auth] htpasswd changed", stderr)
+
+    def test_a_broken_config_on_sighup_keeps_everything(self):
+        proxy = harness.Handoff(pac={"direct": "*.before.test"})
+        self.addCleanup(proxy.close)
+        with open(proxy.conf_path, "a") as f:
+            f.write("[pac]\nnonsense = 1\n")
+        proxy.signal(signal.SIGHUP)
+        harness.wait_until(lambda: "only the policy was reloaded" in proxy.stderr_text(), 10,
+                           what="the error reported")
+        self.assertIn("unknown key 'nonsense'", proxy.stderr_text())
+        self.assertIn("before.test", harness.curl(f"{proxy.url}/proxy.pac").stdout.decode())
+
+
 class NotifyTest(unittest.TestCase):
     def test_ready_reloading_ready_stopping_in_order(self):
         tmp = harness.tempfile.mkdtemp(prefix="notify-")
