@@ -15,6 +15,7 @@
 #include "diag.h"
 #include "notify.h"
 #include "pac.h"
+#include "takeover.h"
 #include "tls_contexts.h"
 #include "worker.h"
 
@@ -151,11 +152,9 @@ int cli_check(const char *conf)
     return rc;
 }
 
-static void on_stop_signal(uv_signal_t *sig, int signum)
+static void begin_stop(process *pr)
 {
-    process *pr = sig->data;
-    diag(LOG_INFO, "signal %d: stopping (open connections get up to %d s)", signum,
-         pr->sh->cfg.drain_timeout_s);
+    takeover_serve_stop();
     notify_stopping();
     notify_status(atomic_load(&pr->sh->connections), true);
     atomic_store(&pr->sh->stopping, true);
@@ -166,6 +165,25 @@ static void on_stop_signal(uv_signal_t *sig, int signum)
     uv_close((uv_handle_t *)&pr->sig_hup, NULL);
     uv_close((uv_handle_t *)&pr->sig_usr1, NULL);
     uv_close((uv_handle_t *)&pr->status_timer, NULL);
+}
+
+static void on_stop_signal(uv_signal_t *sig, int signum)
+{
+    process *pr = sig->data;
+    diag(LOG_INFO, "signal %d: stopping (open connections get up to %d s)", signum,
+         pr->sh->cfg.drain_timeout_s);
+    begin_stop(pr);
+}
+
+/* A successor accepts on our sockets now: drain like a stop, and close the admin listener at
+ * once so that health checks reach the successor only. */
+static void on_handed_over(void *data)
+{
+    process *pr = data;
+    diag(LOG_INFO, "stopping after a takeover (open connections get up to %d s)",
+         pr->sh->cfg.drain_timeout_s);
+    atomic_store(&pr->sh->handed_over, true);
+    begin_stop(pr);
 }
 
 /* Log rotation: the files were renamed; write on to fresh ones under the configured names. */
@@ -319,14 +337,23 @@ static void raise_descriptor_limit(void)
     }
 }
 
-int cli_run(const char *conf)
+int cli_run(const char *conf, bool takeover)
 {
     raise_descriptor_limit();
     shared_state *sh = calloc(1, sizeof *sh);
     if (!sh)
         return 2;
     pthread_mutex_init(&sh->policy_lock, NULL);
+    for (int i = 0; i < CONFIG_MAX_LISTEN; i++)
+        sh->inherited_fd[i] = -1;
+    sh->inherited_admin_fd = sh->admin_fd = -1;
     int rc = prepare(sh, conf, false);
+    char err[512];
+    /* Only a configuration that loaded completely gets to touch the running instance. */
+    if (rc == 0 && takeover && takeover_fetch(sh, err, sizeof err) != 0) {
+        fprintf(stderr, "handoff: --takeover: %s\n", err);
+        rc = 1;
+    }
     if (rc) {
         auth_free(sh->auth);
         free(sh->pac);
@@ -355,7 +382,6 @@ int cli_run(const char *conf)
         return 2;
     sh->workers = pr.workers;
     sh->worker_count = pr.count;
-    char err[512];
     for (int i = 0; i < pr.count; i++) {
         if (worker_init(&pr.workers[i], sh, i) != 0 ||
             worker_listen(&pr.workers[i], err, sizeof err) != 0) {
@@ -367,6 +393,9 @@ int cli_run(const char *conf)
         fprintf(stderr, "handoff: %s\n", err);
         return 2;
     }
+    for (int i = 0; i < CONFIG_MAX_LISTEN; i++)
+        if (sh->inherited_fd[i] >= 0)
+            close(sh->inherited_fd[i]); /* every worker holds its own duplicate */
 
     uv_loop_t *main_loop = uv_default_loop();
     uv_signal_init(main_loop, &pr.sig_term);
@@ -383,6 +412,11 @@ int cli_run(const char *conf)
 
     for (int i = 0; i < pr.count; i++)
         pthread_create(&pr.workers[i].thread, NULL, worker_run, &pr.workers[i]);
+    if (takeover)
+        takeover_commit();
+    if (takeover_serve(main_loop, sh, pr.workers, takeover, on_handed_over, &pr, err, sizeof err) !=
+        0)
+        diag(LOG_ERROR, "%s: --takeover of this instance is off", err);
     for (int i = 0; i < cfg->listen_count; i++)
         diag(LOG_INFO, "listening on %s with %d worker%s", cfg->listen[i].text, pr.count,
              pr.count > 1 ? "s" : "");

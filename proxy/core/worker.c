@@ -2,6 +2,7 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,7 +186,11 @@ int worker_listen(worker *w, char *err, size_t errlen)
 {
     const config *cfg = &w->shared->cfg;
     for (int i = 0; i < cfg->listen_count; i++) {
-        int rc = open_listener(w, &cfg->listen[i].addr);
+        int inherited = w->shared->inherited_fd[i];
+        int rc = inherited >= 0 ? fcntl(inherited, F_DUPFD_CLOEXEC, 0)
+                                : open_listener(w, &cfg->listen[i].addr);
+        if (inherited >= 0 && rc < 0)
+            rc = -errno;
         if (rc >= 0) {
             w->listen_fd[i] = rc;
             w->listener_count = i + 1;
@@ -268,6 +273,9 @@ static void on_wakeup(uv_async_t *a)
     w->stop_requested = true;
     w->stop_started_ms = uv_now(&w->loop);
     uv_timer_stop(&w->accept_timer);
+    /* A successor serves the admin port on the same socket now: health checks go to it. */
+    if (atomic_load(&w->shared->handed_over) && w->admin_close)
+        w->admin_close(w);
     for (int i = 0; i < w->listener_count; i++) {
         if (!w->accept_paused && !uv_is_closing((uv_handle_t *)&w->listeners[i]))
             uv_close((uv_handle_t *)&w->listeners[i], NULL);

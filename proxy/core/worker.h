@@ -41,6 +41,12 @@ typedef struct {
     struct worker *workers; /* for the admin view, which merges every worker's sessions */
     int worker_count;
     atomic_uint_fast64_t snapshot_wanted; /* generation the admin asked for */
+    /* Takeover: sockets received from the previous process (-1 = bind our own), the admin
+     * listener's descriptor (to pass on), and whether a successor took our sockets. */
+    int inherited_fd[CONFIG_MAX_LISTEN];
+    int inherited_admin_fd;
+    int admin_fd;
+    atomic_bool handed_over;
 } shared_state;
 
 struct worker {

@@ -46,8 +46,34 @@ static void reopen_file(access_log *log)
                 log->path, strerror(errno));
         return;
     }
+    setvbuf(f, NULL, _IONBF, 0);
     fclose(log->out);
     log->out = f;
+}
+
+/* A batch goes out in one write where it can: with O_APPEND, lines from another process
+ * appending to the same file (the old one draining after a takeover) never interleave. */
+static void write_batch(access_log *log, line *batch)
+{
+    size_t total = 0;
+    for (line *l = batch; l; l = l->next)
+        total += l->len;
+    char *buf = total ? malloc(total) : NULL;
+    size_t at = 0;
+    for (line *l = batch, *next; l; l = next) {
+        next = l->next;
+        if (buf)
+            memcpy(buf + at, l->text, l->len);
+        else
+            fwrite(l->text, 1, l->len, log->out);
+        at += l->len;
+        free(l);
+    }
+    if (buf) {
+        fwrite(buf, 1, total, log->out); /* files are unbuffered: one write(2) */
+        free(buf);
+    }
+    fflush(log->out);
 }
 
 static void *writer(void *arg)
@@ -63,12 +89,7 @@ static void *writer(void *arg)
         bool stop = log->stop, reopen = log->reopen;
         log->reopen = false;
         pthread_mutex_unlock(&log->lock);
-        for (line *l = batch, *next; l; l = next) {
-            next = l->next;
-            fwrite(l->text, 1, l->len, log->out);
-            free(l);
-        }
-        fflush(log->out);
+        write_batch(log, batch);
         if (reopen && !log->is_stdout)
             reopen_file(log);
         pthread_mutex_lock(&log->lock);
@@ -97,6 +118,8 @@ access_log *access_log_open(const char *path, config_log_format format)
         errno = e;
         return NULL;
     }
+    if (!log->is_stdout)
+        setvbuf(log->out, NULL, _IONBF, 0); /* batches are written whole, see write_batch */
     pthread_mutex_init(&log->lock, NULL);
     pthread_cond_init(&log->wake, NULL);
     if (pthread_create(&log->thread, NULL, writer, log) != 0) {

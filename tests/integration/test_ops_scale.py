@@ -512,6 +512,113 @@ class ReloadTest(OriginTest):
         self.assertIn("before.test", harness.curl(f"{proxy.url}/proxy.pac").stdout.decode())
 
 
+class TakeoverTest(OriginTest):
+    def start_old(self, **keys):
+        proxy_keys = {"workers": "2", "drain_timeout_s": "20"}
+        proxy_keys.update(keys)
+        proxy = harness.Handoff(proxy=proxy_keys, admin={"listen": f"{HOST}:{harness.free_port()}",
+                                                        "control_socket": "control.sock"})
+        self.addCleanup(proxy.close)
+        return proxy
+
+    def start_new(self, proxy: harness.Handoff, name: str = "handoff-new"):
+        new = harness.ManagedProcess([proxy.binary, "-c", proxy.conf_path, "--takeover"],
+                                     proxy.dir, name)
+        self.addCleanup(new.stop)
+        return new
+
+    def test_takeover_under_a_client_loop_refuses_and_resets_nothing(self):
+        # Without detection a CONNECT is a blind relay (an idle HTTP keep-alive connection
+        # would rightly be closed at a stop).
+        old = self.start_old(protocol_detection="no")
+        control = os.path.join(old.dir, "control.sock")
+        self.assertEqual(os.stat(control).st_mode & 0o777, 0o600)
+        url = f"http://{self.authority}/bytes/100"
+        counts = {"ok": 0, "refused": 0, "reset": 0, "other": 0}
+        other = []
+        stop = threading.Event()
+        lock = threading.Lock()
+
+        def loop():
+            deadline = time.monotonic() + 90
+            while not stop.is_set() and time.monotonic() < deadline:
+                try:
+                    key = "ok" if get(old.port, url, source=HOST) == 200 else "other"
+                except ConnectionRefusedError:
+                    key = "refused"
+                except (ConnectionResetError, BrokenPipeError):
+                    key = "reset"
+                except Exception as e:  # a closed connection without an answer, a timeout
+                    key = "other"
+                    other.append(repr(e))
+                with lock:
+                    counts[key] += 1
+
+        # A tunnel opened before the takeover, used across it.
+        tunnel = harness.connect_tunnel(old, HOST, self.origin.port)
+        self.addCleanup(tunnel.close)
+        reader = origin.Reader(tunnel)
+
+        def through_tunnel() -> int:
+            tunnel.sendall(f"GET /bytes/7 HTTP/1.1\r\nHost: {self.authority}\r\n\r\n".encode())
+            r = cs.read_response(reader)
+            return r.status if len(r.body) == 7 else -1
+
+        self.assertEqual(through_tunnel(), 200)
+        clients = [threading.Thread(target=loop) for _ in range(4)]
+        for t in clients:
+            t.start()
+        try:
+            time.sleep(1)
+            new = self.start_new(old)
+            harness.wait_until(lambda: "now accepts on our sockets" in old.stderr_text(), 15,
+                               what="the old instance hands over")
+            for _ in range(5):
+                time.sleep(0.3)
+                self.assertEqual(through_tunnel(), 200)
+            self.assertTrue(old.alive())  # draining: the tunnel is still open
+            tunnel.close()
+            self.assertEqual(old.process.proc.wait(15), 0)
+            time.sleep(1)
+        finally:
+            stop.set()
+            for t in clients:
+                t.join(30)
+        self.assertEqual((counts["refused"], counts["reset"], counts["other"]), (0, 0, 0),
+                         (counts, other[:5]))
+        self.assertGreater(counts["ok"], 50, counts)
+        self.assertTrue(new.alive(), new.describe())
+        new_lines = [line for line in new.stdout_text().splitlines() if url in line]
+        self.assertGreater(len(new_lines), 5)
+        # The successor answers the admin port (health checks) and the control socket.
+        self.assertEqual(harness.curl(f"{old.admin_url}/healthz").stdout, b"ok\n")
+        self.assertEqual(os.stat(control).st_mode & 0o777, 0o600)
+        # And can itself be taken over.
+        newer = self.start_new(old, "handoff-newer")
+        harness.wait_until(lambda: not new.alive(), 15, what="the second takeover")
+        self.assertEqual(new.proc.returncode, 0)
+        self.assertEqual(get(old.port, url, source=HOST), 200)
+        self.assertTrue(newer.alive())
+
+    def test_a_bad_configuration_fails_before_touching_the_old_instance(self):
+        old = self.start_old()
+        with open(old.policy_path, "w") as f:
+            f.write("<proxy>\n  nonsense.condition=1 DENY\n")
+        new = self.start_new(old)
+        self.assertNotEqual(new.proc.wait(15), 0)
+        self.assertIn("policy.cpl:2", new.stderr_text())
+        self.assertNotIn("takeover", old.stderr_text())
+        self.assertEqual(get(old.port, f"http://{self.authority}/bytes/1", source=HOST), 200)
+        self.assertTrue(old.alive())
+
+    def test_takeover_without_a_running_instance_fails(self):
+        old = self.start_old()
+        old.stop()
+        new = self.start_new(old)
+        self.assertNotEqual(new.proc.wait(15), 0)
+        self.assertIn("cannot reach the running instance", new.stderr_text())
+
+
 class NotifyTest(unittest.TestCase):
     def test_ready_reloading_ready_stopping_in_order(self):
         tmp = harness.tempfile.mkdtemp(prefix="notify-")
