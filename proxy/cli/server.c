@@ -355,6 +355,8 @@ int cli_run(const char *conf, bool takeover)
         rc = 1;
     }
     if (rc) {
+        if (sh->current_policy)
+            policy_release(sh->current_policy);
         auth_free(sh->auth);
         free(sh->pac);
         free(sh->ca_pem);

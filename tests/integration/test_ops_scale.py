@@ -429,6 +429,9 @@ class RotationTest(OriginTest):
         try:
             time.sleep(1)
             os.rename(path, rotated)
+            # stderr is redirected to a file here: it is rotated the same way.
+            stderr_path = proxy.process.stderr_path
+            os.rename(stderr_path, stderr_path + ".1")
             proxy.signal(signal.SIGUSR1)
             harness.wait_until(lambda: os.path.exists(path) and os.path.getsize(path) > 0, 10,
                                what="the new file is written")
@@ -452,7 +455,13 @@ class RotationTest(OriginTest):
                     urls.append(json.loads(line)["url"])  # a split line would not parse
         self.assertEqual(sorted(urls), sorted(sent))
         self.assertGreater(os.path.getsize(rotated), 0)
-        self.assertIn("SIGUSR1: log files reopened", proxy.stderr_text())
+        harness.wait_until(lambda: os.path.exists(stderr_path), 5, what="a new stderr file")
+        with open(stderr_path) as f:
+            self.assertIn("SIGUSR1: log files reopened", f.read())
+        with open(stderr_path + ".1") as f:
+            old_stderr = f.read()
+        self.assertIn("listening on", old_stderr)
+        self.assertNotIn("SIGUSR1", old_stderr)
 
 
 def sha_crypt(password: str) -> str:
