@@ -6,15 +6,19 @@ import os
 import re
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import threading
 import time
 import unittest
 
+import certs
 import core_support as cs
 import harness
 import origin
+import servers
+import wire
 
 HOST = harness.HOST
 HAPROXY = "/usr/sbin/haproxy"
@@ -213,6 +217,33 @@ class BalancerTest(OriginTest):
         accepted = metric(a, "handoff_proxy_protocol_total", 'outcome="accepted"') + metric(
             b, "handoff_proxy_protocol_total", 'outcome="accepted"')
         self.assertGreaterEqual(accepted, 18)
+
+    def test_leaves_minted_by_both_instances_verify_against_the_one_ca(self):
+        test_certs = certs.test_certs()
+        tls_origin = origin.start_origin(tls_cert=test_certs.server_cert,
+                                         tls_key=test_certs.server_key)
+        self.addCleanup(tls_origin.stop)
+        (a, b), lb = self.start_pair(policy=POLICY + "<proxy>\n  ALLOW\n<ssl-intercept>\n"
+                                                    "  ssl.forward_proxy(yes)\n")
+        client_ctx = ssl.create_default_context(cafile=harness.proxy_ca()[0])
+        ca_subject = ssl._ssl._test_decode_cert(harness.proxy_ca()[0])["subject"]
+        for _ in range(4):
+            sock = open_from(ALLOWED_CLIENT, lb.port)
+            sock.sendall(f"CONNECT localhost:{tls_origin.port} HTTP/1.1\r\n"
+                         f"Host: localhost:{tls_origin.port}\r\n\r\n".encode())
+            head = b""
+            while not head.endswith(b"\r\n\r\n"):
+                head += sock.recv(1)
+            self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+            with client_ctx.wrap_socket(sock, server_hostname="localhost") as tls:  # verifies
+                self.assertEqual(tls.getpeercert()["issuer"], ca_subject)
+                tls.sendall(b"GET /bytes/5 HTTP/1.1\r\nHost: localhost\r\n"
+                            b"Connection: close\r\n\r\n")
+                response = cs.read_response(origin.Reader(tls))
+                self.assertEqual((response.status, len(response.body)), (200, 5))
+        for proxy in (a, b):
+            proxy.wait_log(lambda e: e.get("intercepted") and e["client"].startswith(
+                ALLOWED_CLIENT + ":"))
 
     def test_send_proxy_v1(self):
         (a, b), lb = self.start_pair(send_proxy="send-proxy")
@@ -608,6 +639,33 @@ class TakeoverTest(OriginTest):
         self.assertEqual(new.proc.returncode, 0)
         self.assertEqual(get(old.port, url, source=HOST), 200)
         self.assertTrue(newer.alive())
+
+    def test_an_open_sip_session_keeps_working_across_a_takeover(self):
+        sip = servers.start_kamailio()
+        self.addCleanup(sip.stop)
+        old = self.start_old()
+        t = harness.connect_tunnel(old, HOST, sip.port)
+        self.addCleanup(t.close)
+        call_id = os.urandom(8).hex()
+
+        def options(cseq: int) -> int:
+            t.sendall(wire.sip_request("OPTIONS", "TCP", call_id=call_id, cseq=cseq))
+            return wire.sip_status(wire.recv_sip_message(t)[0])
+
+        self.assertEqual(options(1), 200)
+        self.assertEqual(old.sessions()[0]["state"], "sip")
+        new = self.start_new(old)
+        harness.wait_until(lambda: "now accepts on our sockets" in old.stderr_text(), 15,
+                           what="the old instance hands over")
+        for cseq in range(2, 6):
+            time.sleep(0.2)
+            self.assertEqual(options(cseq), 200)
+        self.assertTrue(old.alive())
+        t.close()
+        self.assertEqual(old.process.proc.wait(15), 0)
+        line = next(e for e in old.log_lines() if e.get("protocol") == "sip")
+        self.assertEqual(line["messages"].get("OPTIONS"), 5, line)
+        self.assertTrue(new.alive())
 
     def test_a_bad_configuration_fails_before_touching_the_old_instance(self):
         old = self.start_old()
