@@ -328,6 +328,39 @@ static void proxy_protocol_keys(void **state)
     assert_false(f->cfg.proxy_protocol);
 }
 
+static void collect(const char *section, const char *name, void *data)
+{
+    char *out = data;
+    size_t n = strlen(out);
+    snprintf(out + n, 512 - n, "[%s]%s ", section, name);
+}
+
+static void diff_names_the_changed_keys(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(load(f, "[proxy]\nidle_timeout_s = 60\nproxy_protocol_from = 10.0.0.0/8\n"
+                             "[tls]\nupstream_ca_file = /tmp/a.pem\n"),
+                     0);
+    config *before = malloc(sizeof *before);
+    assert_non_null(before);
+    memcpy(before, &f->cfg, sizeof *before);
+    char changed[512] = "";
+    config_diff(before, &f->cfg, collect, changed);
+    assert_string_equal(changed, "");
+    /* Same values in another order and spacing: still no change. */
+    assert_int_equal(load(f, "[tls]\nupstream_ca_file = /tmp/a.pem\n[proxy]\n"
+                             "proxy_protocol_from =  10.0.0.0/8\nidle_timeout_s=60\n"),
+                     0);
+    config_diff(before, &f->cfg, collect, changed);
+    assert_string_equal(changed, "");
+    assert_int_equal(load(f, "[proxy]\nidle_timeout_s = 61\nproxy_protocol_from = 10.0.0.0/8, "
+                             "::1\n[tls]\nupstream_ca_file = /tmp/a.pem\n[pac]\ndirect = x\n"),
+                     0);
+    config_diff(before, &f->cfg, collect, changed);
+    assert_string_equal(changed, "[proxy]idle_timeout_s [proxy]proxy_protocol_from [pac]direct ");
+    free(before);
+}
+
 static void addresses_parse(void **state)
 {
     (void)state;
@@ -371,6 +404,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(missing_file_is_an_error, setup, teardown),
         cmocka_unit_test(addresses_parse),
         cmocka_unit_test_setup_teardown(proxy_protocol_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(diff_names_the_changed_keys, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
