@@ -1,7 +1,8 @@
 /* A session is always in exactly one stage. A stage is a table of functions; the session core
  * calls only the current stage's, and session_enter() is the only way to change stage.
  *
- *   accept -> [proxy-header] -> head -> connect -> detect -> tls -> detect (inside TLS) -> handler -> end
+ *   accept -> [proxy-header] -> head -> connect -> detect -> tls -> detect (inside TLS)
+ *          -> handler -> end
  *
  * head is the HTTP front end of the proxy port (it also forwards absolute-form requests);
  * the handlers are http (HTTP inside a tunnel or intercepted TLS) and the relays: tunnel, sip,
