@@ -11,10 +11,10 @@ JOBS       ?= $(shell nproc)
 # What building needs, then what the tests start (real clients and servers).
 BUILD_PACKAGES = build-essential cmake pkg-config libuv1-dev libssl-dev libcmocka-dev \
                  node-llhttp libinih-dev libjansson-dev libcrypt-dev \
-                 libkrb5-dev
+                 libkrb5-dev libsystemd-dev
 TEST_PACKAGES  = clang libclang-rt-14-dev curl openssl python3 kamailio kamailio-tls-modules nftables \
                  coturn nodejs chromium fonts-liberation \
-                 krb5-kdc krb5-admin-server krb5-user
+                 krb5-kdc krb5-admin-server krb5-user haproxy
 
 
 .PHONY: all deps test-deps build asan fuzz run test unit integration clean format

@@ -260,9 +260,16 @@ int admin_start(worker *w, char *err, size_t errlen)
         return UV_ENOMEM;
     uv_tcp_init(&w->loop, &a->listener);
     a->listener.data = w;
-    int rc = uv_tcp_bind(&a->listener, (const struct sockaddr *)&cfg->admin.addr, 0);
+    int rc;
+    int inherited = w->shared->inherited_admin_fd; /* --takeover: the old process's socket */
+    if (inherited >= 0)
+        rc = uv_tcp_open(&a->listener, inherited);
+    else
+        rc = uv_tcp_bind(&a->listener, (const struct sockaddr *)&cfg->admin.addr, 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&a->listener, 128, on_connection);
+    if (rc == 0)
+        uv_fileno((uv_handle_t *)&a->listener, &w->shared->admin_fd);
     if (rc != 0) {
         snprintf(err, errlen, "cannot listen on admin %s: %s", cfg->admin.text, uv_strerror(rc));
         uv_close((uv_handle_t *)&a->listener, (uv_close_cb)free);

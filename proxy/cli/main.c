@@ -21,6 +21,8 @@ static void usage(FILE *out)
         "  handoff [-c FILE]            run (default FILE: ./handoff.conf, else "
         "examples/handoff.conf)\n"
         "  handoff -c FILE --check      check config and policy, print every error\n"
+        "  handoff -c FILE --takeover   start on the running instance's sockets, then let it "
+        "drain\n"
         "  handoff ca init DIR [--rsa]  write DIR/ca.key and DIR/ca.crt\n"
         "  handoff sessions [--admin HOST:PORT] [--json]\n"
         "  handoff -c FILE explain [--client IP] [--connect HOST:PORT | --url URL [--method M]]\n"
@@ -38,7 +40,7 @@ static const char *default_config(void)
 int main(int argc, char **argv)
 {
     const char *conf = NULL;
-    bool check = false;
+    bool check = false, takeover = false;
     int i = 1;
     while (i < argc && argv[i][0] == '-') {
         if (!strcmp(argv[i], "-c") && i + 1 < argc) {
@@ -46,6 +48,9 @@ int main(int argc, char **argv)
             i += 2;
         } else if (!strcmp(argv[i], "--check")) {
             check = true;
+            i++;
+        } else if (!strcmp(argv[i], "--takeover")) {
+            takeover = true;
             i++;
         } else if (!strcmp(argv[i], "--version")) {
             printf("handoff %s\n", HANDOFF_VERSION);
@@ -75,5 +80,5 @@ int main(int argc, char **argv)
     }
     if (check)
         return cli_check(conf);
-    return cli_run(conf);
+    return cli_run(conf, takeover);
 }

@@ -16,7 +16,9 @@
 #include "cred_pool.h"
 #include "diag.h"
 #include "groups.h"
+#include "notify.h"
 #include "pac.h"
+#include "takeover.h"
 #include "tls_contexts.h"
 #include "worker.h"
 
@@ -26,8 +28,12 @@ typedef struct {
     shared_state *sh;
     worker *workers;
     int count;
-    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
+    uv_timer_t status_timer; /* systemd's STATUS= line */
 } process;
+
+/* How often systemd's status line is refreshed. */
+#define STATUS_INTERVAL_MS 2000
 
 static char *read_file(const char *path, size_t *len)
 {
@@ -179,18 +185,137 @@ int cli_check(const char *conf)
     return rc;
 }
 
-static void on_stop_signal(uv_signal_t *sig, int signum)
+static void begin_stop(process *pr)
 {
-    process *pr = sig->data;
-    diag(LOG_INFO, "signal %d: stopping (open connections get up to %d s)", signum,
-         pr->sh->cfg.drain_timeout_s);
+    takeover_serve_stop();
+    notify_stopping();
+    notify_status(atomic_load(&pr->sh->connections), true);
     atomic_store(&pr->sh->stopping, true);
     for (int i = 0; i < pr->count; i++)
         worker_request_stop(&pr->workers[i]);
     uv_close((uv_handle_t *)&pr->sig_term, NULL);
     uv_close((uv_handle_t *)&pr->sig_int, NULL);
     uv_close((uv_handle_t *)&pr->sig_hup, NULL);
+    uv_close((uv_handle_t *)&pr->sig_usr1, NULL);
+    uv_close((uv_handle_t *)&pr->status_timer, NULL);
 }
+
+static void on_stop_signal(uv_signal_t *sig, int signum)
+{
+    process *pr = sig->data;
+    diag(LOG_INFO, "signal %d: stopping (open connections get up to %d s)", signum,
+         pr->sh->cfg.drain_timeout_s);
+    begin_stop(pr);
+}
+
+/* A successor accepts on our sockets now: drain like a stop, and close the admin listener at
+ * once so that health checks reach the successor only. */
+static void on_handed_over(void *data)
+{
+    process *pr = data;
+    diag(LOG_INFO, "stopping after a takeover (open connections get up to %d s)",
+         pr->sh->cfg.drain_timeout_s);
+    atomic_store(&pr->sh->handed_over, true);
+    begin_stop(pr);
+}
+
+/* Log rotation: the files were renamed; write on to fresh ones under the configured names. */
+static void on_rotate_signal(uv_signal_t *sig, int signum)
+{
+    process *pr = sig->data;
+    (void)signum;
+    diag_reopen();
+    access_log_reopen(pr->sh->log);
+    diag(LOG_INFO, "SIGUSR1: log files reopened");
+}
+
+static void on_status_timer(uv_timer_t *t)
+{
+    process *pr = t->data;
+    notify_status(atomic_load(&pr->sh->connections), false);
+}
+
+/* [pac] and [auth] htpasswd are applied on reload; every other changed key is named, so an
+ * operator is not misled into thinking it took effect. */
+/* [pac] and [auth] htpasswd are applied on reload (turning authentication on or off is not);
+ * every other changed key is named, so an operator is not misled into thinking it took
+ * effect. Only the main loop reloads, so a file-scope flag is enough. */
+static bool running_htpasswd_set;
+
+static void report_restart_key(const char *section, const char *name, void *data)
+{
+    const config *fresh = data;
+    bool auth_toggled = !strcmp(section, "auth") && !strcmp(name, "htpasswd") &&
+                        !fresh->htpasswd[0] != !running_htpasswd_set;
+    bool applied = !strcmp(section, "pac") ||
+                   (!strcmp(section, "auth") && !strcmp(name, "htpasswd") && !auth_toggled);
+    if (!applied)
+        diag(LOG_WARN, "SIGHUP: [%s] %s changed: it takes effect after a restart (or --takeover)",
+             section, name);
+}
+
+static void reload_pac(shared_state *sh, const config *fresh)
+{
+    char err[512];
+    size_t len = 0;
+    char *pac = fresh->pac_file[0]
+                    ? read_file(fresh->pac_file, &len)
+                    : pac_generate(fresh->pac_proxy, fresh->pac_direct, &len, err, sizeof err);
+    if (!pac) {
+        diag(LOG_ERROR, "SIGHUP: [pac]: %s; the running PAC stays",
+             fresh->pac_file[0] ? strerror(errno) : err);
+        return;
+    }
+    pthread_mutex_lock(&sh->policy_lock);
+    char *old = sh->pac;
+    sh->pac = pac;
+    sh->pac_len = len;
+    pthread_mutex_unlock(&sh->policy_lock);
+    free(old);
+    diag(LOG_INFO, "SIGHUP: PAC reloaded");
+}
+
+static void reload_auth(shared_state *sh, const config *fresh)
+{
+    char err[512];
+    if (!sh->auth || !fresh->htpasswd[0])
+        return; /* turning authentication on or off is a restart (reported as a changed key) */
+    if (auth_reload(sh->auth, fresh->htpasswd, err, sizeof err) != 0)
+        diag(LOG_ERROR, "SIGHUP: [auth] htpasswd: %s; the running users stay", err);
+    else
+        diag(LOG_INFO, "SIGHUP: users reloaded from %s", fresh->htpasswd);
+}
+
+/* Re-reads the configuration file: [pac] and [auth] are applied, the rest reported. */
+static void reload_config(shared_state *sh)
+{
+    const config *running = &sh->cfg;
+    config *fresh = malloc(sizeof *fresh);
+    if (!fresh)
+        return;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    config_defaults(fresh);
+    int errors = mem ? config_load(fresh, running->path, mem) : 1;
+    if (mem)
+        fclose(mem);
+    if (errors) {
+        diag(LOG_ERROR, "SIGHUP: %s has errors; only the policy was reloaded", running->path);
+        for (char *save = NULL, *l = text ? strtok_r(text, "\n", &save) : NULL; l;
+             l = strtok_r(NULL, "\n", &save))
+            diag(LOG_ERROR, "%s", l);
+    } else {
+        reload_pac(sh, fresh);
+        reload_auth(sh, fresh);
+        running_htpasswd_set = sh->auth != NULL;
+        config_diff(running, fresh, report_restart_key, fresh);
+    }
+    free(text);
+    free(fresh);
+}
+
+static void reload_policy(process *pr);
 
 static void reload_groups(shared_state *sh)
 {
@@ -218,7 +343,15 @@ static void on_reload_signal(uv_signal_t *sig, int signum)
 {
     process *pr = sig->data;
     (void)signum;
+    notify_reloading();
+    reload_policy(pr);
     reload_groups(pr->sh);
+    reload_config(pr->sh);
+    notify_ready();
+}
+
+static void reload_policy(process *pr)
+{
     if (!pr->sh->cfg.policy_file[0]) {
         diag(LOG_INFO, "SIGHUP: no [policy] file to reload");
         return;
@@ -260,15 +393,26 @@ static void raise_descriptor_limit(void)
     }
 }
 
-int cli_run(const char *conf)
+int cli_run(const char *conf, bool takeover)
 {
     raise_descriptor_limit();
     shared_state *sh = calloc(1, sizeof *sh);
     if (!sh)
         return 2;
     pthread_mutex_init(&sh->policy_lock, NULL);
+    for (int i = 0; i < CONFIG_MAX_LISTEN; i++)
+        sh->inherited_fd[i] = -1;
+    sh->inherited_admin_fd = sh->admin_fd = -1;
     int rc = prepare(sh, conf, false);
+    char err[512];
+    /* Only a configuration that loaded completely gets to touch the running instance. */
+    if (rc == 0 && takeover && takeover_fetch(sh, err, sizeof err) != 0) {
+        fprintf(stderr, "handoff: --takeover: %s\n", err);
+        rc = 1;
+    }
     if (rc) {
+        if (sh->current_policy)
+            policy_release(sh->current_policy);
         auth_free(sh->auth);
         free(sh->pac);
         free(sh->ca_pem);
@@ -282,6 +426,7 @@ int cli_run(const char *conf)
     }
     config *cfg = &sh->cfg;
     diag_set_level(cfg->log_level);
+    diag_remember_file();
     signal(SIGPIPE, SIG_IGN);
     if (cfg->access_log[0] && !(sh->log = access_log_open(cfg->access_log, cfg->log_format))) {
         fprintf(stderr, "handoff: cannot open access log %s: %s\n", cfg->access_log,
@@ -295,7 +440,6 @@ int cli_run(const char *conf)
         return 2;
     sh->workers = pr.workers;
     sh->worker_count = pr.count;
-    char err[512];
     for (int i = 0; i < pr.count; i++) {
         if (worker_init(&pr.workers[i], sh, i) != 0 ||
             worker_listen(&pr.workers[i], err, sizeof err) != 0) {
@@ -307,15 +451,22 @@ int cli_run(const char *conf)
         fprintf(stderr, "handoff: %s\n", err);
         return 2;
     }
+    for (int i = 0; i < CONFIG_MAX_LISTEN; i++)
+        if (sh->inherited_fd[i] >= 0)
+            close(sh->inherited_fd[i]); /* every worker holds its own duplicate */
 
     uv_loop_t *main_loop = uv_default_loop();
     uv_signal_init(main_loop, &pr.sig_term);
     uv_signal_init(main_loop, &pr.sig_int);
     uv_signal_init(main_loop, &pr.sig_hup);
-    pr.sig_term.data = pr.sig_int.data = pr.sig_hup.data = &pr;
+    uv_signal_init(main_loop, &pr.sig_usr1);
+    uv_timer_init(main_loop, &pr.status_timer);
+    pr.sig_term.data = pr.sig_int.data = pr.sig_hup.data = pr.sig_usr1.data = &pr;
+    pr.status_timer.data = &pr;
     uv_signal_start(&pr.sig_term, on_stop_signal, SIGTERM);
     uv_signal_start(&pr.sig_int, on_stop_signal, SIGINT);
     uv_signal_start(&pr.sig_hup, on_reload_signal, SIGHUP);
+    uv_signal_start(&pr.sig_usr1, on_rotate_signal, SIGUSR1);
 
     worker_budget_descriptors(sh);
     /* Password checks get threads of their own, so they never wait behind or delay DNS. */
@@ -325,6 +476,11 @@ int cli_run(const char *conf)
     }
     for (int i = 0; i < pr.count; i++)
         pthread_create(&pr.workers[i].thread, NULL, worker_run, &pr.workers[i]);
+    if (takeover)
+        takeover_commit();
+    if (takeover_serve(main_loop, sh, pr.workers, takeover, on_handed_over, &pr, err, sizeof err) !=
+        0)
+        diag(LOG_ERROR, "%s: --takeover of this instance is off", err);
     for (int i = 0; i < cfg->listen_count; i++)
         diag(LOG_INFO, "listening on %s with %d worker%s", cfg->listen[i].text, pr.count,
              pr.count > 1 ? "s" : "");
@@ -332,6 +488,8 @@ int cli_run(const char *conf)
         diag(LOG_INFO, "transparent listener on %s", cfg->transparent[i].text);
     if (cfg->admin_enabled)
         diag(LOG_INFO, "admin on http://%s/", cfg->admin.text);
+    notify_ready();
+    uv_timer_start(&pr.status_timer, on_status_timer, 0, STATUS_INTERVAL_MS);
 
     uv_run(main_loop, UV_RUN_DEFAULT);
     for (int i = 0; i < pr.count; i++) {

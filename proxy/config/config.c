@@ -23,7 +23,8 @@ typedef enum {
     K_WORKERS,
     K_FORMAT,
     K_LEVEL,
-    K_DEFAULT
+    K_DEFAULT,
+    K_CIDRS
 } key_kind;
 
 typedef struct {
@@ -53,6 +54,8 @@ static const key_spec keys[] = {
     {"proxy", "tls_handshake_timeout_s", K_INT, F(tls_handshake_timeout_s), 1, 3600},
     {"proxy", "drain_timeout_s", K_INT, F(drain_timeout_s), 0, 86400},
     {"tls", "sni_must_match", K_BOOL, F(sni_must_match), 0, 0},
+    {"proxy", "proxy_protocol", K_BOOL, F(proxy_protocol), 0, 0},
+    {"proxy", "proxy_protocol_from", K_CIDRS, F(proxy_protocol_from), 0, 0},
     {"tls", "ca_cert", K_PATH, F(ca_cert), 0, 0},
     {"tls", "ca_key", K_PATH, F(ca_key), 0, 0},
     {"tls", "upstream_ca_file", K_PATH, F(upstream_ca_file), 0, 0},
@@ -62,6 +65,7 @@ static const key_spec keys[] = {
     {"policy", "file", K_PATH, F(policy_file), 0, 0},
     {"policy", "default", K_DEFAULT, F(policy_default_allow), 0, 0},
     {"admin", "listen", K_ADDR_OPT, F(admin), 0, 0},
+    {"admin", "control_socket", K_PATH, F(control_socket), 0, 0},
     {"auth", "htpasswd", K_PATH, F(htpasswd), 0, 0},
     {"auth", "realm", K_STR, F(realm), 0, 0},
     {"auth", "mode", K_STR, F(auth_mode), 0, 0},
@@ -241,6 +245,39 @@ static int set_transparent(config *cfg, char *value)
     return 0;
 }
 
+/* "10.0.0.0/8", "::1", "fd00::/8": an address alone is a host block. */
+static int parse_cidr(char *text, config_cidr *out)
+{
+    memset(out, 0, sizeof *out);
+    char *slash = strchr(text, '/');
+    if (slash)
+        *slash = '\0';
+    if (inet_pton(AF_INET, text, out->addr) == 1)
+        out->family = AF_INET;
+    else if (inet_pton(AF_INET6, text, out->addr) == 1)
+        out->family = AF_INET6;
+    else
+        return -1;
+    long max = out->family == AF_INET ? 32 : 128, n = max;
+    if (slash && parse_long(slash + 1, 0, max, &n) != 0)
+        return -1;
+    out->prefix = (int)n;
+    return 0;
+}
+
+static int set_cidrs(config *cfg, char *value)
+{
+    cfg->proxy_protocol_from_count = 0;
+    for (char *save = NULL, *tok = strtok_r(value, ", ", &save); tok;
+         tok = strtok_r(NULL, ", ", &save)) {
+        if (cfg->proxy_protocol_from_count == CONFIG_MAX_CIDRS ||
+            parse_cidr(tok, &cfg->proxy_protocol_from[cfg->proxy_protocol_from_count]) != 0)
+            return -1;
+        cfg->proxy_protocol_from_count++;
+    }
+    return 0;
+}
+
 /* A socket mark as iptables and nftables write it: decimal or 0x hex. */
 static int parse_mark(const char *v, unsigned *out)
 {
@@ -251,6 +288,44 @@ static int parse_mark(const char *v, unsigned *out)
         return -1;
     *out = (unsigned)n;
     return 0;
+}
+
+void config_diff(const config *a, const config *b,
+                 void (*changed)(const char *section, const char *name, void *data), void *data)
+{
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const key_spec *k = &keys[i];
+        const char *fa = (const char *)a + k->offset, *fb = (const char *)b + k->offset;
+        /* Strings compare as text: bytes past the NUL may hold an overwritten default. */
+        bool differs = k->kind == K_STR || k->kind == K_PATH ? strncmp(fa, fb, k->size) != 0
+                                                             : memcmp(fa, fb, k->size) != 0;
+        if (k->kind == K_LISTEN)
+            differs |= a->listen_count != b->listen_count;
+        else if (k->kind == K_ADDR_OPT)
+            differs |= a->admin_enabled != b->admin_enabled;
+        else if (k->kind == K_CIDRS)
+            differs |= a->proxy_protocol_from_count != b->proxy_protocol_from_count;
+        if (differs)
+            changed(k->section, k->name, data);
+    }
+}
+
+bool config_cidr_contains(const config_cidr *c, const struct sockaddr *sa)
+{
+    const unsigned char *a;
+    if (sa->sa_family != c->family)
+        return false;
+    if (sa->sa_family == AF_INET)
+        a = (const unsigned char *)&((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+    else
+        a = ((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr;
+    int full = c->prefix / 8, rest = c->prefix % 8;
+    if (memcmp(a, c->addr, (size_t)full) != 0)
+        return false;
+    if (rest == 0)
+        return true;
+    unsigned char mask = (unsigned char)(0xff << (8 - rest));
+    return (a[full] & mask) == (c->addr[full] & mask);
 }
 
 static int on_entry(void *user, const char *section, const char *name, const char *raw, int line)
@@ -338,6 +413,9 @@ static int on_entry(void *user, const char *section, const char *name, const cha
             }
         break;
     }
+    case K_CIDRS:
+        rc = set_cidrs(cfg, v);
+        break;
     case K_DEFAULT:
         if (!strcasecmp(v, "allow"))
             cfg->policy_default_allow = true;
@@ -429,5 +507,13 @@ int config_load(config *cfg, const char *path, FILE *err)
         ctx.errors++;
     }
     ctx.errors += config_auth_mechanisms(cfg, path, err);
+    /* Trusting every peer's header would let any client choose its own address. */
+    if (cfg->proxy_protocol && cfg->proxy_protocol_from_count == 0) {
+        fprintf(err,
+                "%s:0:0: [proxy] proxy_protocol = yes needs proxy_protocol_from (the "
+                "balancers' addresses)\n",
+                path);
+        ctx.errors++;
+    }
     return ctx.errors;
 }

@@ -15,6 +15,15 @@ typedef struct {
     char text[64]; /* as written, e.g. "[::1]:3128" */
 } config_addr;
 
+/** An address block of proxy_protocol_from: family AF_INET or AF_INET6, network bytes. */
+typedef struct {
+    int family;
+    unsigned char addr[16];
+    int prefix; /* bits that must match */
+} config_cidr;
+
+#define CONFIG_MAX_CIDRS 32
+
 typedef enum { LOG_FORMAT_JSON, LOG_FORMAT_SQUID } config_log_format;
 typedef enum { AUTH_MECH_BASIC = 1, AUTH_MECH_NEGOTIATE } config_auth_mech;
 typedef enum { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG } config_log_level;
@@ -39,6 +48,9 @@ typedef struct {
     int max_connections;
     int tls_handshake_timeout_s;
     int drain_timeout_s;
+    bool proxy_protocol; /* a PROXY header (v1 or v2) precedes every connection on listen */
+    config_cidr proxy_protocol_from[CONFIG_MAX_CIDRS]; /* the balancers allowed to send it */
+    int proxy_protocol_from_count;
 
     char ca_cert[CONFIG_MAX_PATH];
     char ca_key[CONFIG_MAX_PATH];
@@ -53,6 +65,7 @@ typedef struct {
 
     config_addr admin;
     bool admin_enabled;
+    char control_socket[CONFIG_MAX_PATH]; /* unix socket for --takeover; "" = none */
 
     char htpasswd[CONFIG_MAX_PATH];
     char realm[128];
@@ -81,6 +94,14 @@ void config_defaults(config *cfg);
  * returns the number of errors (0 on success).
  */
 int config_load(config *cfg, const char *path, FILE *err);
+
+/** Whether the AF_INET/AF_INET6 address sa lies in c (a v4-mapped address is not AF_INET:
+ * canonicalise first). */
+bool config_cidr_contains(const config_cidr *c, const struct sockaddr *sa);
+
+/** Calls changed(section, name, data) for every key whose value differs between a and b. */
+void config_diff(const config *a, const config *b,
+                 void (*changed)(const char *section, const char *name, void *data), void *data);
 
 /** Parses "host:port" / "[v6]:port" into a sockaddr. 0 or -1. */
 int config_parse_addr(const char *text, config_addr *out);

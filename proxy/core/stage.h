@@ -1,7 +1,8 @@
 /* A session is always in exactly one stage. A stage is a table of functions; the session core
  * calls only the current stage's, and session_enter() is the only way to change stage.
  *
- *   accept -> head -> connect -> detect -> tls -> detect (inside TLS) -> handler -> end
+ *   accept -> [proxy-header] -> head -> connect -> detect -> tls -> detect (inside TLS)
+ *          -> handler -> end
  *
  * head is the HTTP front end of the proxy port (it also forwards absolute-form requests);
  * the handlers are http (HTTP inside a tunnel or intercepted TLS) and the relays: tunnel, sip,
@@ -26,6 +27,7 @@ typedef enum {
     STAGE_SIP,
     STAGE_TURN,
     STAGE_MSTURN,
+    STAGE_PROXY_HEADER, /* the load balancer's PROXY header, when [proxy] proxy_protocol is on */
     STAGE_COUNT
 } stage_id;
 

@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -161,6 +162,8 @@ static void resume_accepting(uv_timer_t *t)
     w->accept_paused = false;
 }
 
+static void begin_session(worker *w, session *s, int listener);
+
 static void on_connection(uv_stream_t *server, int status)
 {
     worker *w = server->data;
@@ -178,6 +181,11 @@ static void on_connection(uv_stream_t *server, int status)
         session_abort(s, NULL);
         return;
     }
+    begin_session(w, s, (int)((uv_tcp_t *)server - w->listeners));
+}
+
+static void begin_session(worker *w, session *s, int listener)
+{
     uv_tcp_nodelay(&s->client.tcp, 1);
     int len = sizeof s->client_addr;
     uv_tcp_getpeername(&s->client.tcp, (struct sockaddr *)&s->client_addr, &len);
@@ -187,12 +195,11 @@ static void on_connection(uv_stream_t *server, int status)
     if (!worker_descriptors_available(w->shared, 4))
         pause_accepting(w, UV_EMFILE);
     const config *cfg = &w->shared->cfg;
-    int i = (int)((uv_tcp_t *)server - w->listeners);
-    if (i >= cfg->listen_count) {
-        transparent_accept(s, &cfg->transparent[i - cfg->listen_count]);
+    if (listener >= cfg->listen_count) {
+        transparent_accept(s, &cfg->transparent[listener - cfg->listen_count]);
         return;
     }
-    session_enter(s, STAGE_HEAD, NULL, 0);
+    session_enter(s, cfg->proxy_protocol ? STAGE_PROXY_HEADER : STAGE_HEAD, NULL, 0);
 }
 
 /* SO_REUSEPORT would let a second instance share the port silently: bind once without it
@@ -251,7 +258,12 @@ int worker_listen(worker *w, char *err, size_t errlen)
         bool transparent = i >= cfg->listen_count;
         const config_addr *ca =
             transparent ? &cfg->transparent[i - cfg->listen_count] : &cfg->listen[i];
-        int rc = open_listener(w, ca, transparent);
+        /* A takeover hands over the predecessor's sockets for the proxy listeners. */
+        int inherited = transparent ? -1 : w->shared->inherited_fd[i];
+        int rc = inherited >= 0 ? fcntl(inherited, F_DUPFD_CLOEXEC, 0)
+                                : open_listener(w, ca, transparent);
+        if (inherited >= 0 && rc < 0)
+            rc = -errno;
         if (rc >= 0) {
             w->listen_fd[i] = rc;
             w->listener_count = i + 1;
@@ -263,6 +275,29 @@ int worker_listen(worker *w, char *err, size_t errlen)
         }
     }
     return 0;
+}
+
+/* Closing a listener resets the connections still in its backlog, which a load balancer has
+ * already handed a client's bytes to: take them in as sessions that drain like the others. */
+static void accept_backlog(worker *w, int fd, int listener)
+{
+    for (;;) {
+        int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (c < 0)
+            return;
+        session *s = session_new(w);
+        if (!s) {
+            close(c);
+            return;
+        }
+        session_open_leg(s, &s->client);
+        if (uv_tcp_open(&s->client.tcp, c) != 0) {
+            close(c);
+            session_abort(s, NULL);
+            continue;
+        }
+        begin_session(w, s, listener);
+    }
 }
 
 static void on_stop_check(uv_timer_t *t)
@@ -315,9 +350,13 @@ static void on_wakeup(uv_async_t *a)
     w->stop_requested = true;
     w->stop_started_ms = uv_now(&w->loop);
     uv_timer_stop(&w->accept_timer);
+    /* A successor serves the admin port on the same socket now: health checks go to it. */
+    if (atomic_load(&w->shared->handed_over) && w->admin_close)
+        w->admin_close(w);
     for (int i = 0; i < w->listener_count; i++) {
         if (!w->accept_paused && !uv_is_closing((uv_handle_t *)&w->listeners[i]))
             uv_close((uv_handle_t *)&w->listeners[i], NULL);
+        accept_backlog(w, w->listen_fd[i], i);
         close(w->listen_fd[i]);
         w->listen_fd[i] = -1;
     }

@@ -36,7 +36,7 @@ typedef struct {
     char crl_url[CONFIG_MAX_PATH];
     char *pac; /* the PAC file served on /proxy.pac and /wpad.dat */
     size_t pac_len;
-    pthread_mutex_t policy_lock;
+    pthread_mutex_t policy_lock; /* guards current_policy, and pac/pac_len (a reload swaps them) */
     policy *current_policy;
     atomic_int connections; /* open client connections, all workers */
     atomic_int fds_in_use;  /* sockets and pipes of sessions, all workers */
@@ -46,6 +46,12 @@ typedef struct {
     struct worker *workers; /* for the admin view, which merges every worker's sessions */
     int worker_count;
     atomic_uint_fast64_t snapshot_wanted; /* generation the admin asked for */
+    /* Takeover: sockets received from the previous process (-1 = bind our own), the admin
+     * listener's descriptor (to pass on), and whether a successor took our sockets. */
+    int inherited_fd[CONFIG_MAX_LISTEN];
+    int inherited_admin_fd;
+    int admin_fd;
+    atomic_bool handed_over;
 } shared_state;
 
 struct worker {

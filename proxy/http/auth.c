@@ -112,6 +112,28 @@ void auth_free(auth_db *db)
     free(db);
 }
 
+int auth_reload(auth_db *db, const char *path, char *err, size_t errlen)
+{
+    auth_db *fresh = auth_load(path, err, errlen);
+    if (!fresh)
+        return -1;
+    pthread_mutex_lock(&db->lock);
+    for (size_t i = 0; i < sizeof db->users / sizeof db->users[0]; i++) {
+        auth_user t = db->users[i];
+        db->users[i] = fresh->users[i];
+        fresh->users[i] = t;
+    }
+    size_t n = db->count;
+    db->count = fresh->count;
+    fresh->count = n;
+    /* A removed user or a changed password must not live on in a cache. */
+    memset(db->cache, 0, sizeof db->cache);
+    memset(db->failed, 0, sizeof db->failed);
+    pthread_mutex_unlock(&db->lock);
+    auth_free(fresh); /* frees the old users */
+    return 0;
+}
+
 bool auth_check_cached(auth_db *db, const char *value, size_t len, char *user, size_t userlen)
 {
     if (len >= AUTH_MAX_VALUE)
@@ -233,33 +255,28 @@ bool auth_check(auth_db *db, const char *value, size_t len, char *user, size_t u
     char name[128], pass[512];
     if (len >= AUTH_MAX_VALUE || !decode_basic(value, len, name, sizeof name, pass, sizeof pass))
         return false;
-    const auth_user *u = NULL;
-    for (size_t i = 0; i < db->count && !u; i++)
-        if (strcmp(db->users[i].name, name) == 0)
-            u = &db->users[i];
-    if (!u) {
-        explicit_bzero(pass, sizeof pass);
-        return false;
-    }
     unsigned char digest[AUTH_DIGEST];
     password_digest(db, pass, digest);
+    /* The hash is copied: a reload may replace the users while crypt runs. */
+    char *hash = NULL;
     pthread_mutex_lock(&db->lock);
-    bool failed = failed_recently(db, name, digest, time(NULL));
-    if (!failed)
+    for (size_t i = 0; i < db->count && !hash; i++)
+        if (strcmp(db->users[i].name, name) == 0)
+            hash = strdup(db->users[i].hash);
+    bool failed = hash && failed_recently(db, name, digest, time(NULL));
+    if (hash && !failed)
         db->hashes++;
     pthread_mutex_unlock(&db->lock);
-    if (failed) {
-        explicit_bzero(pass, sizeof pass);
-        return false;
-    }
-    struct crypt_data *cd = calloc(1, sizeof *cd);
+    struct crypt_data *cd = hash && !failed ? calloc(1, sizeof *cd) : NULL;
     if (!cd) {
+        free(hash);
         explicit_bzero(pass, sizeof pass);
         return false;
     }
-    const char *h = crypt_r(pass, u->hash, cd);
-    bool ok = h && h[0] != '*' && strcmp(h, u->hash) == 0;
+    const char *h = crypt_r(pass, hash, cd);
+    bool ok = h && h[0] != '*' && strcmp(h, hash) == 0;
     free(cd);
+    free(hash);
     explicit_bzero(pass, sizeof pass);
     if (!ok) {
         remember_failure(db, name, digest);

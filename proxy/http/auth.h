@@ -13,6 +13,10 @@ typedef struct auth_db auth_db;
 auth_db *auth_load(const char *path, char *err, size_t errlen);
 void auth_free(auth_db *db);
 
+/** Re-reads the users from path into db (SIGHUP); checks in flight finish with the old hash,
+ * the caches are emptied. On error db is unchanged: -1 with err filled; 0 on success. */
+int auth_reload(auth_db *db, const char *path, char *err, size_t errlen);
+
 /** Fast path, safe on a loop: credentials verified recently. */
 bool auth_check_cached(auth_db *db, const char *value, size_t len, char *user, size_t userlen);
 

@@ -10,9 +10,15 @@ bool local_page_find(shared_state *sh, const char *path, bool with_ca, local_pag
     memset(out, 0, sizeof *out);
     if (strcmp(path, "/proxy.pac") == 0 || strcmp(path, "/wpad.dat") == 0) {
         out->type = "application/x-ns-proxy-autoconfig";
-        out->body = sh->pac;
-        out->len = sh->pac_len;
-        return sh->pac != NULL;
+        /* A reload replaces the PAC under this lock: answer with a copy. */
+        pthread_mutex_lock(&sh->policy_lock);
+        if (sh->pac && (out->owned = malloc(sh->pac_len + 1)) != NULL) {
+            memcpy(out->owned, sh->pac, sh->pac_len);
+            out->len = sh->pac_len;
+        }
+        pthread_mutex_unlock(&sh->policy_lock);
+        out->body = out->owned;
+        return out->owned != NULL;
     }
     if (strcmp(path, "/handoff-ca.crl") == 0 && sh->ca) {
         unsigned char *der;

@@ -31,27 +31,67 @@ struct access_log {
     line *head, *tail;
     size_t queued;
     bool stop;
+    bool reopen; /* SIGUSR1: reopen path between two batches */
     uint64_t dropped;
+    char path[4096];
 };
+
+/* Runs on the writer thread between batches, so every line is whole in the old file or the
+ * new one. If the new file cannot be opened the old one stays in use. */
+static void reopen_file(access_log *log)
+{
+    FILE *f = fopen(log->path, "a");
+    if (!f) {
+        fprintf(stderr, "handoff: cannot reopen access log %s: %s (writing on to the old file)\n",
+                log->path, strerror(errno));
+        return;
+    }
+    setvbuf(f, NULL, _IONBF, 0);
+    fclose(log->out);
+    log->out = f;
+}
+
+/* A batch goes out in one write where it can: with O_APPEND, lines from another process
+ * appending to the same file (the old one draining after a takeover) never interleave. */
+static void write_batch(access_log *log, line *batch)
+{
+    size_t total = 0;
+    for (line *l = batch; l; l = l->next)
+        total += l->len;
+    char *buf = total ? malloc(total) : NULL;
+    size_t at = 0;
+    for (line *l = batch, *next; l; l = next) {
+        next = l->next;
+        if (buf)
+            memcpy(buf + at, l->text, l->len);
+        else
+            fwrite(l->text, 1, l->len, log->out);
+        at += l->len;
+        free(l);
+    }
+    if (buf) {
+        fwrite(buf, 1, total, log->out); /* files are unbuffered: one write(2) */
+        free(buf);
+    }
+    fflush(log->out);
+}
 
 static void *writer(void *arg)
 {
     access_log *log = arg;
     pthread_mutex_lock(&log->lock);
     for (;;) {
-        while (!log->head && !log->stop)
+        while (!log->head && !log->stop && !log->reopen)
             pthread_cond_wait(&log->wake, &log->lock);
         line *batch = log->head;
         log->head = log->tail = NULL;
         log->queued = 0;
-        bool stop = log->stop;
+        bool stop = log->stop, reopen = log->reopen;
+        log->reopen = false;
         pthread_mutex_unlock(&log->lock);
-        for (line *l = batch, *next; l; l = next) {
-            next = l->next;
-            fwrite(l->text, 1, l->len, log->out);
-            free(l);
-        }
-        fflush(log->out);
+        write_batch(log, batch);
+        if (reopen && !log->is_stdout)
+            reopen_file(log);
         pthread_mutex_lock(&log->lock);
         if (stop && !log->head)
             break;
@@ -68,6 +108,7 @@ access_log *access_log_open(const char *path, config_log_format format)
     if (!log)
         return NULL;
     log->format = format;
+    snprintf(log->path, sizeof log->path, "%s", path);
     if (strcmp(path, "-") == 0) {
         log->out = stdout;
         log->is_stdout = true;
@@ -77,6 +118,8 @@ access_log *access_log_open(const char *path, config_log_format format)
         errno = e;
         return NULL;
     }
+    if (!log->is_stdout)
+        setvbuf(log->out, NULL, _IONBF, 0); /* batches are written whole, see write_batch */
     pthread_mutex_init(&log->lock, NULL);
     pthread_cond_init(&log->wake, NULL);
     if (pthread_create(&log->thread, NULL, writer, log) != 0) {
@@ -207,6 +250,16 @@ void access_log_write(access_log *log, const access_record *r)
         log->queued += l->len;
         pthread_cond_signal(&log->wake);
     }
+    pthread_mutex_unlock(&log->lock);
+}
+
+void access_log_reopen(access_log *log)
+{
+    if (!log)
+        return;
+    pthread_mutex_lock(&log->lock);
+    log->reopen = true;
+    pthread_cond_signal(&log->wake);
     pthread_mutex_unlock(&log->lock);
 }
 

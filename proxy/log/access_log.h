@@ -39,6 +39,10 @@ access_log *access_log_open(const char *path, config_log_format format);
 /** Formats and queues a line; never blocks on the file. Thread-safe. */
 void access_log_write(access_log *log, const access_record *r);
 
+/** Asks the writer to reopen the file (log rotation) after the lines queued so far: each
+ * line lands whole in the old file or the new one. Thread- and signal-loop-safe. */
+void access_log_reopen(access_log *log);
+
 /** Flushes what is queued and stops the writer thread. */
 void access_log_close(access_log *log);
 

@@ -25,8 +25,9 @@ static struct {
     labelled detections;
     labelled denials;
     labelled handshake_failures;
-    labelled auth; /* "mechanism|result" */
+    labelled auth;        /* "mechanism|result" */
     labelled transparent; /* by result */
+    labelled proxy_protocol;
     uint64_t bytes_from_client, bytes_from_server;
     uint64_t detect_buckets[8]; /* latency histogram, ms upper bounds below */
     uint64_t detect_sum_ms, detect_count;
@@ -99,6 +100,13 @@ void metrics_detection(const char *protocol, uint64_t latency_ms)
             m.detect_buckets[i]++;
     m.detect_sum_ms += latency_ms;
     m.detect_count++;
+    pthread_mutex_unlock(&m.lock);
+}
+
+void metrics_proxy_protocol(const char *outcome)
+{
+    pthread_mutex_lock(&m.lock);
+    bump(&m.proxy_protocol, outcome);
     pthread_mutex_unlock(&m.lock);
 }
 
@@ -184,6 +192,10 @@ char *metrics_render(const metrics_gauges *g, size_t *len)
     fprintf(f, "# HELP handoff_transparent_connections_total Connections on transparent "
                "listeners, by result.\n# TYPE handoff_transparent_connections_total counter\n");
     emit(f, "handoff_transparent_connections_total", "result", &m.transparent);
+    fprintf(f, "# HELP handoff_proxy_protocol_total Connections on a PROXY-protocol listener, "
+               "by outcome (accepted, local, or why refused).\n"
+               "# TYPE handoff_proxy_protocol_total counter\n");
+    emit(f, "handoff_proxy_protocol_total", "outcome", &m.proxy_protocol);
     fprintf(f, "# HELP handoff_tls_handshakes_total Completed TLS handshakes of intercepted "
                "connections, by leg and whether the session was resumed.\n"
                "# TYPE handoff_tls_handshakes_total counter\n");

@@ -22,6 +22,9 @@ void metrics_auth(const char *mechanism, const char *result);
 /** A connection on a transparent listener, by result: accepted, denied, loop, not-redirected,
  * refused, error. */
 void metrics_transparent(const char *result);
+/** A connection on a PROXY-protocol listener: "accepted", "local" (a LOCAL header) or why it
+ * was refused ("source", "missing", "malformed", "too_long", "truncated", "timeout"). */
+void metrics_proxy_protocol(const char *outcome);
 /** Bytes held in splice pipes (a gauge): delta may be negative. */
 void metrics_splice_pipe_bytes(ssize_t delta);
 

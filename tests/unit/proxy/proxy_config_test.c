@@ -2,6 +2,7 @@
  * paths resolved against the file's folder, and each mistake reported at FILE:LINE. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -278,6 +279,88 @@ static void missing_file_is_an_error(void **state)
     free(text);
 }
 
+static bool in_block(const config_cidr *c, const char *ip)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    if (strchr(ip, ':')) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        assert_int_equal(inet_pton(AF_INET6, ip, &a->sin6_addr), 1);
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        assert_int_equal(inet_pton(AF_INET, ip, &a->sin_addr), 1);
+    }
+    return config_cidr_contains(c, (const struct sockaddr *)&ss);
+}
+
+static void proxy_protocol_keys(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(load(f, "[proxy]\nproxy_protocol = yes\n"
+                             "proxy_protocol_from = 10.1.2.0/23, ::1, 127.0.0.1/32\n"
+                             "[admin]\ncontrol_socket = run/handoff.sock\n"),
+                     0);
+    assert_true(f->cfg.proxy_protocol);
+    assert_int_equal(f->cfg.proxy_protocol_from_count, 3);
+    const config_cidr *c = f->cfg.proxy_protocol_from;
+    assert_true(in_block(&c[0], "10.1.2.7"));
+    assert_true(in_block(&c[0], "10.1.3.255"));
+    assert_false(in_block(&c[0], "10.1.4.0"));
+    assert_false(in_block(&c[0], "::1")); /* another family */
+    assert_true(in_block(&c[1], "::1"));
+    assert_false(in_block(&c[1], "::2"));
+    assert_true(in_block(&c[2], "127.0.0.1"));
+    assert_false(in_block(&c[2], "127.0.0.5"));
+    char want[200];
+    snprintf(want, sizeof want, "%s/run/handoff.sock", f->dir);
+    assert_string_equal(f->cfg.control_socket, want);
+
+    /* On without a list would trust every peer's claim. */
+    assert_int_equal(load(f, "[proxy]\nproxy_protocol = yes\n"), 1);
+    assert_non_null(strstr(f->errors, "proxy_protocol_from"));
+    assert_int_equal(load(f, "[proxy]\nproxy_protocol_from = 10.0.0.0/33\n"), 1);
+    assert_error_at(f, 2, "proxy_protocol_from");
+    assert_int_equal(load(f, "[proxy]\nproxy_protocol_from = balancer.example\n"), 1);
+    assert_int_equal(load(f, "[proxy]\nproxy_protocol_from = ::/0\n"), 0);
+    assert_true(in_block(&f->cfg.proxy_protocol_from[0], "2001:db8::1"));
+    assert_false(f->cfg.proxy_protocol);
+}
+
+static void collect(const char *section, const char *name, void *data)
+{
+    char *out = data;
+    size_t n = strlen(out);
+    snprintf(out + n, 512 - n, "[%s]%s ", section, name);
+}
+
+static void diff_names_the_changed_keys(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(load(f, "[proxy]\nidle_timeout_s = 60\nproxy_protocol_from = 10.0.0.0/8\n"
+                             "[tls]\nupstream_ca_file = /tmp/a.pem\n"),
+                     0);
+    config *before = malloc(sizeof *before);
+    assert_non_null(before);
+    memcpy(before, &f->cfg, sizeof *before);
+    char changed[512] = "";
+    config_diff(before, &f->cfg, collect, changed);
+    assert_string_equal(changed, "");
+    /* Same values in another order and spacing: still no change. */
+    assert_int_equal(load(f, "[tls]\nupstream_ca_file = /tmp/a.pem\n[proxy]\n"
+                             "proxy_protocol_from =  10.0.0.0/8\nidle_timeout_s=60\n"),
+                     0);
+    config_diff(before, &f->cfg, collect, changed);
+    assert_string_equal(changed, "");
+    assert_int_equal(load(f, "[proxy]\nidle_timeout_s = 61\nproxy_protocol_from = 10.0.0.0/8, "
+                             "::1\n[tls]\nupstream_ca_file = /tmp/a.pem\n[pac]\ndirect = x\n"),
+                     0);
+    config_diff(before, &f->cfg, collect, changed);
+    assert_string_equal(changed, "[proxy]idle_timeout_s [proxy]proxy_protocol_from [pac]direct ");
+    free(before);
+}
+
 static void addresses_parse(void **state)
 {
     (void)state;
@@ -356,6 +439,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(missing_file_is_an_error, setup, teardown),
         cmocka_unit_test(addresses_parse),
         cmocka_unit_test_setup_teardown(transparent_listeners_and_mark, setup, teardown),
+        cmocka_unit_test_setup_teardown(proxy_protocol_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(diff_names_the_changed_keys, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
