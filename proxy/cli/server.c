@@ -13,7 +13,9 @@
 #include "certs.h"
 #include "cli.h"
 #include "diag.h"
+#include "ocsp.h"
 #include "pac.h"
+#include "revocation.h"
 #include "tls_contexts.h"
 #include "worker.h"
 
@@ -112,6 +114,12 @@ static int prepare(shared_state *sh, const char *conf, bool for_check)
         } else {
             sh->ca_pem = read_file(cfg->ca_cert, NULL);
             sh->leaves = certs_cache_new((size_t)cfg->leaf_cache_size);
+            /* Minted serials outlive their cached leaves: the responder keeps saying good. */
+            size_t record = (size_t)cfg->leaf_cache_size * 4;
+            certs_ca_set_record_capacity(sh->ca, record > CERTS_ISSUED_DEFAULT_CAPACITY
+                                                     ? record
+                                                     : CERTS_ISSUED_DEFAULT_CAPACITY);
+            sh->rev_cache = certs_rev_cache_new((size_t)cfg->leaf_cache_size);
             if (tls_contexts_init(sh, err, sizeof err) != 0) {
                 fprintf(stderr, "handoff: %s\n", err);
                 errors++;
@@ -128,6 +136,10 @@ static int prepare(shared_state *sh, const char *conf, bool for_check)
         snprintf(sh->crl_url, sizeof sh->crl_url, "%s", cfg->crl_url);
     else
         snprintf(sh->crl_url, sizeof sh->crl_url, "http://%s/handoff-ca.crl", cfg->listen[0].text);
+    if (cfg->ocsp_url[0])
+        snprintf(sh->ocsp_url, sizeof sh->ocsp_url, "%s", cfg->ocsp_url);
+    else
+        snprintf(sh->ocsp_url, sizeof sh->ocsp_url, "http://%s/ocsp", cfg->listen[0].text);
     return 0;
 }
 
@@ -217,6 +229,7 @@ int cli_run(const char *conf)
         free(sh->pac);
         free(sh->ca_pem);
         certs_cache_free(sh->leaves);
+        certs_rev_cache_free(sh->rev_cache);
         certs_ca_free(sh->ca);
         SSL_CTX_free(sh->client_ctx);
         SSL_CTX_free(sh->server_ctx);
@@ -281,6 +294,7 @@ int cli_run(const char *conf)
     if (sh->current_policy)
         policy_release(sh->current_policy);
     certs_cache_free(sh->leaves);
+    certs_rev_cache_free(sh->rev_cache);
     SSL_CTX_free(sh->client_ctx);
     SSL_CTX_free(sh->server_ctx);
     EVP_PKEY_free(sh->leaf_key);

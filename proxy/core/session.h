@@ -55,6 +55,10 @@ struct session {
     char *upstream_error;       /* why the origin's TLS was refused (allocated when it happens) */
     framing_counters *counters; /* a passthrough handler's message counters, else NULL */
 
+    /* Revocation of the origin's certificate (SPEC 6.2, tls/revocation_check.c). */
+    policy_revocation check_revocation; /* ssl.check_revocation(); UNSET: the config's */
+    const char *revocation;             /* good revoked unknown not-checked; NULL: not yet */
+
     txn t; /* the transaction being recorded */
 };
 

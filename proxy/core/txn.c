@@ -94,6 +94,7 @@ void txn_end(session *s)
         .duration_ms = uv_now(&s->w->loop) - t->started_ms,
         .error = t->error,
         .http_version = t->http_version,
+        .revocation = s->intercepted ? (s->revocation ? s->revocation : "not-checked") : NULL,
     };
     const char *metric_protocol;
     if (t->is_request) {

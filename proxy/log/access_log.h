@@ -29,6 +29,7 @@ typedef struct {
     const framing_counters *messages;
     bool compressed;
     const char *http_version; /* "1.1", "2" */
+    const char *revocation;   /* intercepted: good revoked unknown not-checked */
 } access_record;
 
 /** Opens the log: path "-" is stdout, "" is off. NULL on failure with errno set. */

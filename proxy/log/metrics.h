@@ -16,6 +16,10 @@ void metrics_connection_end(const char *protocol, const char *action, uint64_t f
 void metrics_detection(const char *protocol, uint64_t latency_ms);
 void metrics_denial(const char *rule);
 void metrics_tls_handshake(bool client_leg, bool resumed);
+/** One answer of our OCSP responder: "good", "unknown", "malformed", "internal_error". */
+void metrics_ocsp_response(const char *status);
+/** One origin revocation check: source staple|ocsp|crl|cache, result good|revoked|unknown|error. */
+void metrics_revocation_check(const char *source, const char *result);
 /** Bytes held in splice pipes (a gauge): delta may be negative. */
 void metrics_splice_pipe_bytes(ssize_t delta);
 
@@ -25,6 +29,8 @@ typedef struct {
     uint64_t leaf_hits, leaf_misses;
     size_t leaf_entries;
     uint64_t log_dropped;
+    uint64_t rev_cache_hits, rev_cache_misses; /* the origin revocation status cache */
+    size_t rev_cache_entries;
 } metrics_gauges;
 
 /** Renders the Prometheus text exposition. Returns a malloc'd string. */
