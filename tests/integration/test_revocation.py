@@ -74,6 +74,16 @@ def free_dual_port() -> int:
         return s.getsockname()[1]
 
 
+_INTERMEDIATE = """\
+[intermediate]
+basicConstraints = critical, CA:TRUE, pathlen:0
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+crlDistributionPoints = URI:{crl}
+"""
+
+
 def openssl(*args, cwd=None, input: bytes = b"", timeout: float = 30) -> subprocess.CompletedProcess:
     return subprocess.run(["openssl", *[str(a) for a in args]], cwd=cwd, input=input,
                           capture_output=True, timeout=timeout)
@@ -88,7 +98,8 @@ def must(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
 class RevocationCA:
     """A root CA with `openssl ca` bookkeeping (index.txt), leaves with AIA and CDP, a CRL."""
 
-    def __init__(self, directory: str):
+    def __init__(self, directory: str, parent: "RevocationCA" = None, crl: str = None):
+        """A root CA, or with parent an intermediate CA it signs, naming crl as its CDP."""
         self.dir = directory
         os.makedirs(os.path.join(directory, "issued"))
         open(os.path.join(directory, "index.txt"), "w").close()
@@ -102,36 +113,43 @@ class RevocationCA:
         self.cert = os.path.join(directory, "ca.crt")
         must(openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
                      "-out", self.key, cwd=directory))
+        if parent:
+            self.cert = parent.sign(self.key, "handoff revocation test intermediate CA",
+                                    _INTERMEDIATE.format(crl=crl), "intermediate")
+            return
         must(openssl("req", "-x509", "-new", "-key", self.key, "-out", self.cert, "-days", "30",
                      "-sha256", "-subj", "/CN=handoff revocation test CA",
                      "-addext", "basicConstraints=critical,CA:TRUE",
                      "-addext", "keyUsage=critical,keyCertSign,cRLSign",
                      "-addext", "subjectKeyIdentifier=hash", cwd=directory))
 
+    def sign(self, key: str, common_name: str, extensions: str, section: str) -> str:
+        """Issues a certificate for key with the extensions of [section]; returns its path."""
+        stem = os.path.splitext(key)[0]
+        csr, cert, ext = f"{stem}.csr", f"{stem}.crt", f"{stem}.ext"
+        must(openssl("req", "-new", "-key", key, "-out", csr, "-subj", f"/CN={common_name}",
+                     cwd=self.dir))
+        with open(ext, "w") as f:
+            f.write(extensions)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        start = (now - datetime.timedelta(days=1)).strftime("%Y%m%d%H%M%SZ")
+        end = (now + datetime.timedelta(days=20)).strftime("%Y%m%d%H%M%SZ")
+        must(openssl("ca", "-batch", "-config", "ca.cnf", "-in", csr, "-out", cert, "-notext",
+                     "-startdate", start, "-enddate", end, "-extfile", ext, "-extensions", section,
+                     cwd=self.dir))
+        return cert
+
     def leaf(self, stem: str, ocsp: str = None, crl: str = None) -> tuple:
         """(cert, key) for DNS:localhost and IP:127.0.0.1, naming the given OCSP and CRL URLs."""
         key = os.path.join(self.dir, f"{stem}.key")
-        csr = os.path.join(self.dir, f"{stem}.csr")
-        cert = os.path.join(self.dir, f"{stem}.crt")
-        ext = os.path.join(self.dir, f"{stem}.ext")
         must(openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
                      "-out", key, cwd=self.dir))
-        must(openssl("req", "-new", "-key", key, "-out", csr, "-subj", f"/CN={stem}.test",
-                     cwd=self.dir))
         extra = []
         if ocsp:
             extra.append(f"authorityInfoAccess = OCSP;URI:{ocsp}")
         if crl:
             extra.append(f"crlDistributionPoints = URI:{crl}")
-        with open(ext, "w") as f:
-            f.write(_LEAF.format(extra="\n".join(extra)))
-        now = datetime.datetime.now(datetime.timezone.utc)
-        start = (now - datetime.timedelta(days=1)).strftime("%Y%m%d%H%M%SZ")
-        end = (now + datetime.timedelta(days=20)).strftime("%Y%m%d%H%M%SZ")
-        must(openssl("ca", "-batch", "-config", "ca.cnf", "-in", csr, "-out", cert, "-notext",
-                     "-startdate", start, "-enddate", end, "-extfile", ext, "-extensions", "leaf",
-                     cwd=self.dir))
-        return cert, key
+        return self.sign(key, f"{stem}.test", _LEAF.format(extra="\n".join(extra)), "leaf"), key
 
     def revoke(self, cert: str) -> None:
         must(openssl("ca", "-config", "ca.cnf", "-revoke", cert, "-crl_reason", "keyCompromise",
@@ -268,6 +286,15 @@ class Fixture:
             "staple_good": ca.leaf("staple_good", ocsp=dead_ocsp),
             "staple_revoked": ca.leaf("staple_revoked", ocsp=dead_ocsp),
         }
+        # An intermediate CA whose status is in the root's CRL, revoked; its leaf names nothing.
+        intermediate = RevocationCA(os.path.join(self.dir, "intermediate"), parent=ca,
+                                    crl=crl_url)
+        cert, key = intermediate.leaf("under_revoked_ca")
+        chain = os.path.join(self.dir, "under_revoked_ca.chain")
+        with open(chain, "w") as out, open(cert) as a, open(intermediate.cert) as b:
+            out.write(a.read() + b.read())
+        leaves["under_revoked_ca"] = (chain, key)
+        ca.revoke(intermediate.cert)
         for name in ("revoked", "crl_revoked", "staple_revoked"):
             ca.revoke(leaves[name][0])
         self.crl_server.body = ca.crl_der()
@@ -282,7 +309,8 @@ class Fixture:
         if not self.responder.alive():
             raise RuntimeError(self.responder.describe())
         self.ports = {}
-        for name in ("good", "cached", "revoked", "down", "crl_good", "crl_revoked"):
+        for name in ("good", "cached", "revoked", "down", "crl_good", "crl_revoked",
+                     "under_revoked_ca"):
             server = origin.start_origin(tls_cert=leaves[name][0], tls_key=leaves[name][1])
             self.cleanups.append(server.stop)
             self.ports[name] = server.port
@@ -387,6 +415,9 @@ class OriginRevocationTest(unittest.TestCase):
         self.assertGreaterEqual(self.fixture.crl_server.requests, before + 1)
         self.assertGreaterEqual(
             metric(self.proxy, "handoff_revocation_checks_total", source="crl", result="good"), 1)
+
+    def test_revoked_intermediate_is_found_in_its_issuers_crl(self):
+        self.assert_refused("under_revoked_ca", "intermediate CA certificate revoked (CRL")
 
     def test_stapled_good_response_needs_no_fetch(self):
         before = metric(self.proxy, "handoff_revocation_checks_total", source="staple",
