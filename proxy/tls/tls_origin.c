@@ -46,7 +46,7 @@ static void verify(session *s, SSL *ssl)
 }
 
 /* The origin side is settled: verification and, where it applies, revocation. */
-static void settled(session *s)
+static void finish(session *s, bool ok)
 {
     tls_leg *t = tls_leg_of(&s->origin);
     void (*done)(session *, bool) = t ? t->user_done : NULL;
@@ -56,7 +56,12 @@ static void settled(session *s)
         diag(LOG_WARN, "origin %s:%u for %s refused: %s", s->target_host, s->target_port,
              tls_name(s), s->upstream_error);
     if (done)
-        done(s, !s->upstream_error);
+        done(s, ok && !s->upstream_error);
+}
+
+static void revocation_settled(session *s)
+{
+    finish(s, true);
 }
 
 static void on_handshake(leg *l, bool ok)
@@ -73,13 +78,13 @@ static void on_handshake(leg *l, bool ok)
     /* The origin stays quiet until a handler wants it. */
     leg_want_read(&s->origin, false);
     if (!ok || s->upstream_error || !s->verify_server) {
-        settled(s);
+        finish(s, ok);
         return;
     }
     /* Bounded by connect_timeout_s; the stage's deadline must not cut it short. */
     session_deadline(s, (uint64_t)s->w->shared->cfg.connect_timeout_s * 1000 +
                             (uint64_t)s->w->shared->cfg.tls_handshake_timeout_s * 1000);
-    revocation_check(s, t->ssl, settled);
+    revocation_check(s, t->ssl, revocation_settled);
 }
 
 bool tls_origin_alpn_other(session *s)
