@@ -338,36 +338,62 @@ static void on_timeout(uv_timer_t *t)
     conclude(c);
 }
 
-/* The leaf and each intermediate with its issuer, from the verified chain (rebuilt from the
- * peer's chain and the trust store when the session was resumed and no chain was kept). */
+static void add_pair(rev_check *c, X509 *cert, X509 *issuer)
+{
+    X509_up_ref(cert);
+    X509_up_ref(issuer);
+    c->cert[c->n] = cert;
+    c->issuer[c->n] = issuer;
+    c->n++;
+}
+
+/* A resumed session keeps the peer's chain but not the verified one: each certificate's issuer
+ * is then matched (names and key identifiers, no signature: verification passed already) in
+ * that chain, else in the trust store. */
+static void collect_resumed(rev_check *c, SSL *ssl)
+{
+    STACK_OF(X509) *peer = SSL_get_peer_cert_chain(ssl);
+    X509 *cert = SSL_get0_peer_certificate(ssl);
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    if (!cert || !ctx ||
+        X509_STORE_CTX_init(ctx, SSL_CTX_get_cert_store(SSL_get_SSL_CTX(ssl)), NULL, NULL) != 1) {
+        X509_STORE_CTX_free(ctx);
+        return;
+    }
+    while (cert && c->n < MAX_PAIRS && !(X509_get_extension_flags(cert) & EXFLAG_SS)) {
+        X509 *issuer = NULL;
+        for (int k = 0; peer && k < sk_X509_num(peer) && !issuer; k++) {
+            X509 *candidate = sk_X509_value(peer, k);
+            if (candidate != cert && X509_check_issued(candidate, cert) == X509_V_OK) {
+                issuer = candidate;
+                X509_up_ref(issuer);
+            }
+        }
+        if (!issuer && X509_STORE_CTX_get1_issuer(&issuer, ctx, cert) != 1)
+            issuer = NULL;
+        if (!issuer)
+            break;
+        add_pair(c, cert, issuer);
+        X509_free(issuer); /* the pair holds its own reference */
+        cert = issuer;     /* still referenced by the pair */
+    }
+    X509_STORE_CTX_free(ctx);
+}
+
+/* The leaf and each intermediate with its issuer, from the verified chain. */
 static void collect(rev_check *c, SSL *ssl)
 {
     STACK_OF(X509) *chain = SSL_get0_verified_chain(ssl);
-    STACK_OF(X509) *built = NULL;
     if (!chain || sk_X509_num(chain) < 2) {
-        X509 *leaf = SSL_get0_peer_certificate(ssl);
-        X509_STORE *store = SSL_CTX_get_cert_store(SSL_get_SSL_CTX(ssl));
-        X509_STORE_CTX *ctx = X509_STORE_CTX_new();
-        if (leaf && ctx &&
-            X509_STORE_CTX_init(ctx, store, leaf, SSL_get_peer_cert_chain(ssl)) == 1) {
-            (void)X509_verify_cert(ctx); /* verification passed already: only the chain counts */
-            built = X509_STORE_CTX_get1_chain(ctx);
-        }
-        X509_STORE_CTX_free(ctx);
-        chain = built;
+        collect_resumed(c, ssl);
+        return;
     }
-    for (int k = 0; chain && k + 1 < sk_X509_num(chain) && c->n < MAX_PAIRS; k++) {
+    for (int k = 0; k + 1 < sk_X509_num(chain) && c->n < MAX_PAIRS; k++) {
         X509 *cert = sk_X509_value(chain, k);
         if (X509_get_extension_flags(cert) & EXFLAG_SS)
             break;
-        X509 *issuer = sk_X509_value(chain, k + 1);
-        X509_up_ref(cert);
-        X509_up_ref(issuer);
-        c->cert[c->n] = cert;
-        c->issuer[c->n] = issuer;
-        c->n++;
+        add_pair(c, cert, sk_X509_value(chain, k + 1));
     }
-    sk_X509_pop_free(built, X509_free);
 }
 
 void revocation_check(session *s, SSL *ssl, void (*done)(session *s))
