@@ -5,14 +5,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "access_log.h"
 #include "admin_page.h"
 #include "certs.h"
 #include "local_pages.h"
 #include "metrics.h"
+#include "ocsp.h"
+#include "revocation.h"
 
-#define ADMIN_MAX_REQUEST 8192
+/* A request head, and for POST /ocsp its body too. */
+#define ADMIN_MAX_HEAD    8192
+#define ADMIN_MAX_REQUEST (ADMIN_MAX_HEAD + CERTS_OCSP_MAX_REQUEST + 16)
 #define SNAPSHOT_WAIT_MS  2000
 
 typedef struct {
@@ -25,7 +30,9 @@ typedef struct {
     uint64_t snapshot_started;
     int handles;
     bool answered;
-    bool head_only; /* a HEAD request: the answer has no body */
+    bool head_only;  /* a HEAD request: the answer has no body */
+    size_t head_len; /* bytes of the head, once complete */
+    size_t body_len; /* a POST's Content-Length */
 } admin_conn;
 
 typedef struct {
@@ -144,15 +151,37 @@ static void serve_sessions(admin_conn *c)
     uv_timer_start(&c->timer, on_snapshot_poll, 1, 5);
 }
 
+/* The OCSP responder, as on the proxy port: never behind authentication. */
+static void serve_ocsp(admin_conn *c, const char *target, bool post)
+{
+    local_page page;
+    if (local_ocsp_answer(c->w->shared, target, post ? (unsigned char *)c->buf + c->head_len : NULL,
+                          post ? c->body_len : 0, &page)) {
+        respond(c, 200, "OK", page.type, page.body, page.len);
+        free(page.owned);
+    } else {
+        respond_text(c, 404, "Not Found", "no OCSP responder: no CA is configured\n");
+    }
+}
+
 static void route(admin_conn *c)
 {
-    char method[16], target[1024];
-    if (sscanf(c->buf, "%15s %1023s HTTP/1.", method, target) != 2) {
+    char method[16], target[2048];
+    if (sscanf(c->buf, "%15s %2047s HTTP/1.", method, target) != 2) {
         respond_text(c, 400, "Bad Request", "malformed request\n");
         return;
     }
     c->head_only = strcmp(method, "HEAD") == 0;
     uv_timer_stop(&c->timer);
+    if (target[0] == '/') {
+        char path[2048];
+        snprintf(path, sizeof path, "%.*s", (int)strcspn(target, "?"), target);
+        bool post = strcmp(method, "POST") == 0;
+        if (local_ocsp_path(path) && (post || strcmp(method, "GET") == 0)) {
+            serve_ocsp(c, target, post);
+            return;
+        }
+    }
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
         respond_text(c, strcmp(method, "CONNECT") == 0 ? 403 : 405,
                      strcmp(method, "CONNECT") == 0 ? "Forbidden" : "Method Not Allowed",
@@ -175,6 +204,9 @@ static void route(admin_conn *c)
                             .log_dropped = access_log_dropped(sh->log)};
         if (sh->leaves)
             certs_cache_stats(sh->leaves, &g.leaf_hits, &g.leaf_misses, &g.leaf_entries);
+        if (sh->rev_cache)
+            certs_rev_cache_stats(sh->rev_cache, &g.rev_cache_hits, &g.rev_cache_misses,
+                                  &g.rev_cache_entries);
         char *text = metrics_render(&g, &len);
         respond(c, 200, "OK", "text/plain; version=0.0.4", text ? text : "", text ? len : 0);
         free(text);
@@ -199,6 +231,37 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = sizeof c->buf - 1 - c->len;
 }
 
+/* Finds the end of the head and, for a POST, how long its body is. -1 when answered already. */
+static int head_complete(admin_conn *c)
+{
+    char *end = strstr(c->buf, "\r\n\r\n");
+    size_t sep = 4;
+    if (!end) {
+        end = strstr(c->buf, "\n\n");
+        sep = 2;
+    }
+    if (!end || (size_t)(end - c->buf) >= ADMIN_MAX_HEAD)
+        return 0;
+    c->head_len = (size_t)(end - c->buf) + sep;
+    if (strncmp(c->buf, "POST ", 5) != 0)
+        return 0;
+    /* Only POST /ocsp carries a body: Content-Length, at most CERTS_OCSP_MAX_REQUEST. */
+    long length = -1;
+    for (char *line = strchr(c->buf, '\n'); line && line < end; line = strchr(line + 1, '\n'))
+        if (strncasecmp(line + 1, "Content-Length:", 15) == 0)
+            length = strtol(line + 16, NULL, 10);
+    if (length < 0) {
+        respond_text(c, 411, "Length Required", "POST needs a Content-Length\n");
+        return -1;
+    }
+    if (length > CERTS_OCSP_MAX_REQUEST) {
+        respond_text(c, 413, "Payload Too Large", "an OCSP request is at most 8192 bytes\n");
+        return -1;
+    }
+    c->body_len = (size_t)length;
+    return 0;
+}
+
 static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
 {
     admin_conn *c = stream->data;
@@ -209,10 +272,14 @@ static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
     }
     c->len += (size_t)n;
     c->buf[c->len] = '\0';
-    if (strstr(c->buf, "\r\n\r\n") || strstr(c->buf, "\n\n"))
-        route(c);
-    else if (c->len == sizeof c->buf - 1)
+    if (!c->head_len && head_complete(c) != 0)
+        return;
+    if (c->head_len) {
+        if (c->len >= c->head_len + c->body_len)
+            route(c);
+    } else if (c->len >= ADMIN_MAX_HEAD) {
         respond_text(c, 431, "Request Header Fields Too Large", "request too large\n");
+    }
 }
 
 /* A client that does not finish its request within header_timeout_s is closed. */

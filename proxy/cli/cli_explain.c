@@ -33,6 +33,19 @@ static const char *forward_text(policy_ssl_forward f)
     }
 }
 
+/* The origin revocation check an intercepted connection gets (SPEC 6.2). */
+static void print_revocation(const config *cfg, policy_revocation rev)
+{
+    static const char *const names[] = {"", "auto", "ocsp", "crl", "no"};
+    if (rev == REVOCATION_UNSET)
+        printf("  -> ssl.check_revocation %s ([tls] check_revocation), failure %s\n",
+               config_check_revocation_name(cfg->check_revocation),
+               cfg->revocation_hard ? "hard" : "soft");
+    else
+        printf("  -> ssl.check_revocation %s, failure %s\n", names[rev],
+               cfg->revocation_hard ? "hard" : "soft");
+}
+
 static int usage(void)
 {
     fprintf(stderr, "usage: handoff -c FILE explain [--client IP] [--connect HOST:PORT | --url URL "
@@ -170,10 +183,8 @@ int cli_explain(const char *conf, int argc, char **argv)
         policy_explain(p, &f2, POLICY_CP_TLS, &d2, stdout);
         intercepted = d2.ssl_forward_proxy == SSL_FP_HTTPS || d2.ssl_forward_proxy == SSL_FP_YES;
         printf("  -> ssl.forward_proxy %s\n", forward_text(d2.ssl_forward_proxy));
-        if (d2.check_revocation != REVOCATION_UNSET) {
-            static const char *const names[] = {"", "auto", "ocsp", "crl", "no"};
-            printf("  -> ssl.check_revocation %s\n", names[d2.check_revocation]);
-        }
+        if (intercepted)
+            print_revocation(&cfg, d2.check_revocation);
     }
     if (allow && connect) {
         const char *proto = protocol;

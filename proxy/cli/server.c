@@ -17,7 +17,9 @@
 #include "diag.h"
 #include "groups.h"
 #include "notify.h"
+#include "ocsp.h"
 #include "pac.h"
+#include "revocation.h"
 #include "takeover.h"
 #include "tls_contexts.h"
 #include "worker.h"
@@ -149,6 +151,12 @@ static int prepare(shared_state *sh, const char *conf, bool for_check)
         } else {
             sh->ca_pem = read_file(cfg->ca_cert, NULL);
             sh->leaves = certs_cache_new((size_t)cfg->leaf_cache_size);
+            /* Minted serials outlive their cached leaves: the responder keeps saying good. */
+            size_t record = (size_t)cfg->leaf_cache_size * 4;
+            certs_ca_set_record_capacity(sh->ca, record > CERTS_ISSUED_DEFAULT_CAPACITY
+                                                     ? record
+                                                     : CERTS_ISSUED_DEFAULT_CAPACITY);
+            sh->rev_cache = certs_rev_cache_new((size_t)cfg->leaf_cache_size);
             if (tls_contexts_init(sh, err, sizeof err) != 0) {
                 fprintf(stderr, "handoff: %s\n", err);
                 errors++;
@@ -165,6 +173,10 @@ static int prepare(shared_state *sh, const char *conf, bool for_check)
         snprintf(sh->crl_url, sizeof sh->crl_url, "%s", cfg->crl_url);
     else
         snprintf(sh->crl_url, sizeof sh->crl_url, "http://%s/handoff-ca.crl", cfg->listen[0].text);
+    if (cfg->ocsp_url[0])
+        snprintf(sh->ocsp_url, sizeof sh->ocsp_url, "%s", cfg->ocsp_url);
+    else
+        snprintf(sh->ocsp_url, sizeof sh->ocsp_url, "http://%s/ocsp", cfg->listen[0].text);
     return 0;
 }
 
@@ -417,6 +429,7 @@ int cli_run(const char *conf, bool takeover)
         free(sh->pac);
         free(sh->ca_pem);
         certs_cache_free(sh->leaves);
+        certs_rev_cache_free(sh->rev_cache);
         certs_ca_free(sh->ca);
         SSL_CTX_free(sh->client_ctx);
         SSL_CTX_free(sh->server_ctx);
@@ -507,6 +520,7 @@ int cli_run(const char *conf, bool takeover)
     if (sh->current_policy)
         policy_release(sh->current_policy);
     certs_cache_free(sh->leaves);
+    certs_rev_cache_free(sh->rev_cache);
     SSL_CTX_free(sh->client_ctx);
     SSL_CTX_free(sh->server_ctx);
     EVP_PKEY_free(sh->leaf_key);

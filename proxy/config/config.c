@@ -24,7 +24,9 @@ typedef enum {
     K_FORMAT,
     K_LEVEL,
     K_DEFAULT,
-    K_CIDRS
+    K_CIDRS,
+    K_REVOCATION,
+    K_REV_FAILURE,
 } key_kind;
 
 typedef struct {
@@ -62,6 +64,9 @@ static const key_spec keys[] = {
     {"tls", "verify_upstream", K_BOOL, F(verify_upstream), 0, 0},
     {"tls", "leaf_cache_size", K_INT, F(leaf_cache_size), 1, 10000000},
     {"tls", "crl_url", K_STR, F(crl_url), 0, 0},
+    {"tls", "ocsp_url", K_STR, F(ocsp_url), 0, 0},
+    {"tls", "check_revocation", K_REVOCATION, F(check_revocation), 0, 0},
+    {"tls", "revocation_failure", K_REV_FAILURE, F(revocation_hard), 0, 0},
     {"policy", "file", K_PATH, F(policy_file), 0, 0},
     {"policy", "default", K_DEFAULT, F(policy_default_allow), 0, 0},
     {"admin", "listen", K_ADDR_OPT, F(admin), 0, 0},
@@ -110,6 +115,8 @@ void config_defaults(config *cfg)
              "/etc/ssl/certs/ca-certificates.crt");
     cfg->verify_upstream = true;
     cfg->leaf_cache_size = 10000;
+    cfg->check_revocation = CHECK_REV_AUTO;
+    cfg->revocation_hard = false;
     cfg->policy_default_allow = false;
     config_parse_addr("127.0.0.1:8082", &cfg->admin);
     cfg->admin_enabled = true;
@@ -120,6 +127,22 @@ void config_defaults(config *cfg)
     cfg->log_level = LOG_INFO;
     snprintf(cfg->pac_proxy, sizeof cfg->pac_proxy, "PROXY 127.0.0.1:3128");
     snprintf(cfg->pac_direct, sizeof cfg->pac_direct, "localhost, 127.0.0.0/8, *.local");
+}
+
+static const char *const check_revocation_names[] = {"auto", "ocsp", "crl", "no"};
+
+const char *config_check_revocation_name(config_check_revocation mode)
+{
+    return (unsigned)mode < 4 ? check_revocation_names[mode] : "auto";
+}
+
+bool config_addr_is_wildcard(const config_addr *a)
+{
+    if (a->addr.ss_family == AF_INET)
+        return ((const struct sockaddr_in *)&a->addr)->sin_addr.s_addr == htonl(INADDR_ANY);
+    if (a->addr.ss_family == AF_INET6)
+        return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&a->addr)->sin6_addr);
+    return false;
 }
 
 int config_parse_addr(const char *text, config_addr *out)
@@ -424,6 +447,22 @@ static int on_entry(void *user, const char *section, const char *name, const cha
         else
             rc = -1;
         break;
+    case K_REVOCATION:
+        rc = -1;
+        for (int i = 0; i < 4; i++)
+            if (!strcasecmp(v, check_revocation_names[i])) {
+                cfg->check_revocation = (config_check_revocation)i;
+                rc = 0;
+            }
+        break;
+    case K_REV_FAILURE:
+        if (!strcasecmp(v, "soft"))
+            cfg->revocation_hard = false;
+        else if (!strcasecmp(v, "hard"))
+            cfg->revocation_hard = true;
+        else
+            rc = -1;
+        break;
     }
     if (rc != 0) {
         fprintf(ctx->err, "%s:%d:1: bad value '%s' for %s.%s\n", ctx->file, line, v, section, name);
@@ -513,6 +552,16 @@ int config_load(config *cfg, const char *path, FILE *err)
                 "%s:0:0: [proxy] proxy_protocol = yes needs proxy_protocol_from (the "
                 "balancers' addresses)\n",
                 path);
+        ctx.errors++;
+    }
+    /* The default URLs name the first listen address, which a client cannot reach when it is
+     * a wildcard: minted leaves would point Windows at nothing. */
+    if (cfg->listen_count > 0 && config_addr_is_wildcard(&cfg->listen[0]) &&
+        (!cfg->crl_url[0] || !cfg->ocsp_url[0])) {
+        fprintf(err,
+                "%s:0:0: [tls] crl_url and ocsp_url must both be set when the first listen "
+                "address is a wildcard (%s): minted leaves name them for clients to fetch\n",
+                path, cfg->listen[0].text);
         ctx.errors++;
     }
     return ctx.errors;

@@ -27,6 +27,13 @@ typedef struct {
 typedef enum { LOG_FORMAT_JSON, LOG_FORMAT_SQUID } config_log_format;
 typedef enum { AUTH_MECH_BASIC = 1, AUTH_MECH_NEGOTIATE } config_auth_mech;
 typedef enum { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG } config_log_level;
+/* [tls] check_revocation: origin certificates' revocation (SPEC section 6.2). */
+typedef enum {
+    CHECK_REV_AUTO, /* stapled OCSP, else the AIA's responder, else the CDP's CRL */
+    CHECK_REV_OCSP,
+    CHECK_REV_CRL,
+    CHECK_REV_NO,
+} config_check_revocation;
 
 typedef struct {
     char path[CONFIG_MAX_PATH]; /* the config file itself */
@@ -59,6 +66,9 @@ typedef struct {
     bool sni_must_match; /* a CONNECT to a name accepts only an SNI for that name */
     int leaf_cache_size;
     char crl_url[CONFIG_MAX_PATH];
+    char ocsp_url[CONFIG_MAX_PATH];
+    config_check_revocation check_revocation;
+    bool revocation_hard; /* revocation_failure = hard: no answer is a 502 */
 
     char policy_file[CONFIG_MAX_PATH];
     bool policy_default_allow;
@@ -102,6 +112,11 @@ bool config_cidr_contains(const config_cidr *c, const struct sockaddr *sa);
 /** Calls changed(section, name, data) for every key whose value differs between a and b. */
 void config_diff(const config *a, const config *b,
                  void (*changed)(const char *section, const char *name, void *data), void *data);
+/** Whether a is 0.0.0.0 or :: (clients cannot use it in a URL). */
+bool config_addr_is_wildcard(const config_addr *a);
+
+/** The name of a check_revocation value: "auto", "ocsp", "crl", "no". */
+const char *config_check_revocation_name(config_check_revocation mode);
 
 /** Parses "host:port" / "[v6]:port" into a sockaddr. 0 or -1. */
 int config_parse_addr(const char *text, config_addr *out);

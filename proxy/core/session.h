@@ -67,6 +67,10 @@ struct session {
     char host_checked[256];  /* the last HTTP Host compared with the original destination */
     char host_elsewhere[96]; /* where it resolved instead ("" when to the destination) */
 
+    /* Revocation of the origin's certificate (SPEC 6.2, tls/revocation_check.c). */
+    policy_revocation check_revocation; /* ssl.check_revocation(); UNSET: the config's */
+    const char *revocation;             /* good revoked unknown not-checked; NULL: not yet */
+
     txn t; /* the transaction being recorded */
 };
 

@@ -96,6 +96,7 @@ void txn_end(session *s)
         .error = t->error,
         .http_version = t->http_version,
         .mode = s->transparent ? "transparent" : NULL,
+        .revocation = s->intercepted ? (s->revocation ? s->revocation : "not-checked") : NULL,
     };
     const char *metric_protocol;
     if (t->is_request) {

@@ -44,6 +44,8 @@ static void apply(session *s, policy_checkpoint cp, const policy_decision *d)
         s->tunnel_on_error = d->tunnel_on_protocol_error == TRI_YES;
     if (d->verify_server != TRI_UNSET)
         s->verify_server = d->verify_server == TRI_YES;
+    if (d->check_revocation != REVOCATION_UNSET)
+        s->check_revocation = d->check_revocation;
 }
 
 /* Evaluates with the user's groups, when a user is known and a groups file is loaded. */

@@ -16,6 +16,7 @@ typedef struct access_log access_log;
 typedef struct auth_db auth_db;
 typedef struct certs_ca certs_ca;
 typedef struct certs_cache certs_cache;
+typedef struct certs_rev_cache certs_rev_cache;
 
 #define READ_BUFFER_SIZE (64 * 1024)
 
@@ -34,7 +35,9 @@ typedef struct {
     struct ssl_ctx_st *server_ctx; /* client-facing */
     struct evp_pkey_st *leaf_key;  /* one key for every minted leaf */
     char crl_url[CONFIG_MAX_PATH];
-    char *pac; /* the PAC file served on /proxy.pac and /wpad.dat */
+    char ocsp_url[CONFIG_MAX_PATH];
+    certs_rev_cache *rev_cache; /* origin revocation statuses, all workers */
+    char *pac;                  /* the PAC file served on /proxy.pac and /wpad.dat */
     size_t pac_len;
     pthread_mutex_t policy_lock; /* guards current_policy, and pac/pac_len (a reload swaps them) */
     policy *current_policy;

@@ -15,6 +15,7 @@
 #include "local_pages.h"
 #include "metrics.h"
 #include "names.h"
+#include "ocsp.h"
 #include "transparent.h"
 #include "url.h"
 #include "verdict.h"
@@ -86,9 +87,12 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     session *s = p->data;
     http_state *h = state(s);
     h->req_body_bytes += len;
-    /* Only a forwarded request's body goes to an origin; a local answer's is read and dropped. */
+    /* Only a forwarded request's body goes to an origin; a local answer's is read and dropped
+     * (an OCSP POST's is kept, bounded). */
     if (h->kind == REQ_FORWARD)
         http_forward_body(s, at, len);
+    else if (h->post.active)
+        local_body_append(&h->post, at, len);
     return 0;
 }
 
@@ -143,6 +147,7 @@ static void reset_request(http_state *h)
     free(h->local_extra);
     h->local_extra = NULL;
     h->local_status = 0;
+    local_body_reset(&h->post);
     h->kind = REQ_NONE;
     h->request_done = h->response_done = h->response_started = false;
     h->response_chunked = h->response_until_close = h->upgrade_requested = false;
@@ -363,11 +368,62 @@ void http_exchange_done(session *s)
     next_request(s);
 }
 
+/* ---- the OCSP responder for minted leaves (local_pages.c), never behind authentication ---- */
+
+/* A GET is answered at once; a POST once its body is read (finish_ocsp_post). */
+static void serve_ocsp(session *s)
+{
+    http_state *h = state(s);
+    if (strcmp(h->method, "POST") == 0) {
+        if (h->req_content_length > CERTS_OCSP_MAX_REQUEST) {
+            http_answer(s, 413, "Payload Too Large", "an OCSP request is at most %d bytes\n",
+                        CERTS_OCSP_MAX_REQUEST);
+            return;
+        }
+        h->kind = REQ_LOCAL;
+        h->post.active = true;
+        http_resume_client(s);
+        return;
+    }
+    local_page page;
+    if (strcmp(h->method, "GET") != 0 || !local_ocsp_answer(s->w->shared, h->url, NULL, 0, &page)) {
+        http_answer(s, 400, "Bad Request", "OCSP takes GET /ocsp/<base64> or POST /ocsp\n");
+        return;
+    }
+    prepare_local(s, 200, "OK", page.type, page.body, page.len, false);
+    free(page.owned);
+    http_resume_client(s);
+}
+
+static void finish_ocsp_post(session *s)
+{
+    http_state *h = state(s);
+    local_page page;
+    if (h->post.too_big) {
+        static const char too_big[] = "an OCSP request is at most 8192 bytes\n";
+        prepare_local(s, 413, "Payload Too Large", "text/plain; charset=utf-8", too_big,
+                      sizeof too_big - 1, true);
+        txn_fail(s, "OCSP request larger than %d bytes", CERTS_OCSP_MAX_REQUEST);
+    } else if (local_ocsp_answer(s->w->shared, h->url,
+                                 h->post.buf ? h->post.buf : (unsigned char *)"", h->post.len,
+                                 &page)) {
+        prepare_local(s, 200, "OK", page.type, page.body, page.len, false);
+        free(page.owned);
+    } else {
+        static const char none[] = "no OCSP responder: no CA is configured\n";
+        prepare_local(s, 500, "Internal Server Error", "text/plain; charset=utf-8", none,
+                      sizeof none - 1, true);
+    }
+    local_body_reset(&h->post);
+}
+
 /* The request parser stopped at a message's end. */
 static void after_message(session *s)
 {
     http_state *h = state(s);
     if (h->kind == REQ_LOCAL) {
+        if (h->post.active)
+            finish_ocsp_post(s);
         send_local(s);
         return;
     }
@@ -735,12 +791,16 @@ static void dispatch(session *s)
         txn_begin(s, true, h->method, h->url);
         char path[256];
         snprintf(path, sizeof path, "%.*s", (int)strcspn(h->url, "?"), h->url);
+        if (local_ocsp_path(path)) {
+            serve_ocsp(s);
+            return;
+        }
         local_page page;
         bool get = strcmp(h->method, "GET") == 0 || h->head_request;
         if (!get || !local_page_find(s->w->shared, path, false, &page)) {
             http_answer(s, 400, "Bad Request",
                         "this is a proxy: send absolute-form requests (GET http://host/path); "
-                        "it serves /proxy.pac, /wpad.dat and /handoff-ca.crl itself\n");
+                        "it serves /proxy.pac, /wpad.dat, /handoff-ca.crl and /ocsp itself\n");
             return;
         }
         prepare_local(s, 200, "OK", page.type, page.body, page.len, false);

@@ -9,6 +9,7 @@
 
 #include "http_head.h"
 #include "llhttp.h"
+#include "local_pages.h"
 #include "session.h"
 
 typedef enum {
@@ -41,6 +42,7 @@ typedef struct http_state {
     const char *local_type;
     char *local_extra;
     bool local_close;
+    local_body post; /* an OCSP POST's body, read before it is answered */
 
     bool request_done, response_started, response_done;
     bool client_keep_alive, origin_keep_alive;

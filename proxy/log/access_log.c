@@ -177,6 +177,7 @@ static char *format_json(const access_record *r)
     set_str(o, "error", r->error);
     set_str(o, "http_version", r->http_version);
     set_str(o, "mode", r->mode);
+    set_str(o, "revocation", r->revocation);
     if (r->messages && r->messages->used) {
         json_t *m = json_object();
         for (unsigned i = 0; i < r->messages->used; i++)

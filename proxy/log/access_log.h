@@ -31,6 +31,7 @@ typedef struct {
     const char *http_version; /* "1.1", "2" */
     const char *auth;         /* "basic", "negotiate" */
     const char *mode;         /* "transparent" (SPEC 4.2); NULL for explicit proxying */
+    const char *revocation;   /* intercepted: good revoked unknown not-checked */
 } access_record;
 
 /** Opens the log: path "-" is stdout, "" is off. NULL on failure with errno set. */

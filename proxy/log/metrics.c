@@ -28,6 +28,8 @@ static struct {
     labelled auth;        /* "mechanism|result" */
     labelled transparent; /* by result */
     labelled proxy_protocol;
+    labelled ocsp_responses;
+    labelled revocation_checks; /* "source|result" */
     uint64_t bytes_from_client, bytes_from_server;
     uint64_t detect_buckets[8]; /* latency histogram, ms upper bounds below */
     uint64_t detect_sum_ms, detect_count;
@@ -124,6 +126,22 @@ void metrics_transparent(const char *result)
     pthread_mutex_unlock(&m.lock);
 }
 
+void metrics_ocsp_response(const char *status)
+{
+    pthread_mutex_lock(&m.lock);
+    bump(&m.ocsp_responses, status);
+    pthread_mutex_unlock(&m.lock);
+}
+
+void metrics_revocation_check(const char *source, const char *result)
+{
+    char key[64];
+    snprintf(key, sizeof key, "%s|%s", source, result);
+    pthread_mutex_lock(&m.lock);
+    bump(&m.revocation_checks, key);
+    pthread_mutex_unlock(&m.lock);
+}
+
 void metrics_denial(const char *rule)
 {
     pthread_mutex_lock(&m.lock);
@@ -141,6 +159,20 @@ static void put_label(FILE *f, const char *v)
             fputs("\\n", f);
         else
             fputc(*v, f);
+    }
+}
+
+/* A family whose values are "a|b": two labels. */
+static void emit2(FILE *f, const char *metric, const char *label_a, const char *label_b,
+                  const labelled *t)
+{
+    for (int i = 0; i < t->used; i++) {
+        const char *name = t->items[i].name;
+        const char *bar = strchr(name, '|');
+        fprintf(f, "%s{%s=\"%.*s\",%s=\"", metric, label_a,
+                bar ? (int)(bar - name) : (int)strlen(name), name, label_b);
+        put_label(f, bar ? bar + 1 : "");
+        fprintf(f, "\"} %llu\n", (unsigned long long)t->items[i].count);
     }
 }
 
@@ -219,6 +251,12 @@ char *metrics_render(const metrics_gauges *g, size_t *len)
             (unsigned long long)m.detect_count);
     fprintf(f, "handoff_detection_seconds_sum %g\nhandoff_detection_seconds_count %llu\n",
             m.detect_sum_ms / 1000.0, (unsigned long long)m.detect_count);
+    fprintf(f, "# HELP handoff_ocsp_responses_total Answers of the OCSP responder for minted "
+               "leaves, by status.\n# TYPE handoff_ocsp_responses_total counter\n");
+    emit(f, "handoff_ocsp_responses_total", "status", &m.ocsp_responses);
+    fprintf(f, "# HELP handoff_revocation_checks_total Origin certificate revocation answers, by "
+               "source and result.\n# TYPE handoff_revocation_checks_total counter\n");
+    emit2(f, "handoff_revocation_checks_total", "source", "result", &m.revocation_checks);
     fprintf(f,
             "# HELP handoff_metrics_overflow_total Label values not kept because a metric "
             "already had %d series.\n# TYPE handoff_metrics_overflow_total counter\n",
@@ -229,7 +267,9 @@ char *metrics_render(const metrics_gauges *g, size_t *len)
     } families[] = {{"handoff_connections_total", &m.connections},
                     {"handoff_detections_total", &m.detections},
                     {"handoff_denials_total", &m.denials},
-                    {"handoff_tls_handshake_failures_total", &m.handshake_failures}};
+                    {"handoff_tls_handshake_failures_total", &m.handshake_failures},
+                    {"handoff_ocsp_responses_total", &m.ocsp_responses},
+                    {"handoff_revocation_checks_total", &m.revocation_checks}};
     for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
         fprintf(f, "handoff_metrics_overflow_total{metric=\"%s\"} %llu\n", families[i].name,
                 (unsigned long long)families[i].t->overflow);
@@ -251,6 +291,17 @@ char *metrics_render(const metrics_gauges *g, size_t *len)
             "# HELP handoff_leaf_cache_entries Leaves in the cache.\n"
             "# TYPE handoff_leaf_cache_entries gauge\nhandoff_leaf_cache_entries %zu\n",
             (unsigned long long)g->leaf_hits, (unsigned long long)g->leaf_misses, g->leaf_entries);
+    fprintf(f,
+            "# HELP handoff_revocation_cache_hits_total Origin revocation statuses found in the "
+            "cache.\n# TYPE handoff_revocation_cache_hits_total counter\n"
+            "handoff_revocation_cache_hits_total %llu\n"
+            "# HELP handoff_revocation_cache_misses_total Origin revocation statuses not in the "
+            "cache.\n# TYPE handoff_revocation_cache_misses_total counter\n"
+            "handoff_revocation_cache_misses_total %llu\n"
+            "# HELP handoff_revocation_cache_entries Origin revocation statuses cached.\n"
+            "# TYPE handoff_revocation_cache_entries gauge\nhandoff_revocation_cache_entries %zu\n",
+            (unsigned long long)g->rev_cache_hits, (unsigned long long)g->rev_cache_misses,
+            g->rev_cache_entries);
     fprintf(f,
             "# HELP handoff_access_log_dropped_total Log lines dropped because the writer "
             "fell behind.\n# TYPE handoff_access_log_dropped_total counter\n"

@@ -25,6 +25,10 @@ void metrics_transparent(const char *result);
 /** A connection on a PROXY-protocol listener: "accepted", "local" (a LOCAL header) or why it
  * was refused ("source", "missing", "malformed", "too_long", "truncated", "timeout"). */
 void metrics_proxy_protocol(const char *outcome);
+/** One answer of our OCSP responder: "good", "unknown", "malformed", "internal_error". */
+void metrics_ocsp_response(const char *status);
+/** One origin revocation check: source staple|ocsp|crl|cache, result good|revoked|unknown|error. */
+void metrics_revocation_check(const char *source, const char *result);
 /** Bytes held in splice pipes (a gauge): delta may be negative. */
 void metrics_splice_pipe_bytes(ssize_t delta);
 
@@ -34,6 +38,8 @@ typedef struct {
     uint64_t leaf_hits, leaf_misses;
     size_t leaf_entries;
     uint64_t log_dropped;
+    uint64_t rev_cache_hits, rev_cache_misses; /* the origin revocation status cache */
+    size_t rev_cache_entries;
 } metrics_gauges;
 
 /** Renders the Prometheus text exposition. Returns a malloc'd string. */

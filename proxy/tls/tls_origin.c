@@ -8,6 +8,7 @@
 
 #include "diag.h"
 #include "metrics.h"
+#include "revocation_check.h"
 #include "session.h"
 #include "tls_contexts.h"
 #include "tls_leg.h"
@@ -44,12 +45,29 @@ static void verify(session *s, SSL *ssl)
         set_upstream_error(s, "origin certificate: %s", X509_verify_cert_error_string(rc));
 }
 
+/* The origin side is settled: verification and, where it applies, revocation. */
+static void finish(session *s, bool ok)
+{
+    tls_leg *t = tls_leg_of(&s->origin);
+    void (*done)(session *, bool) = t ? t->user_done : NULL;
+    if (t)
+        t->user_done = NULL;
+    if (s->upstream_error)
+        diag(LOG_WARN, "origin %s:%u for %s refused: %s", s->target_host, s->target_port,
+             tls_name(s), s->upstream_error);
+    if (done)
+        done(s, ok && !s->upstream_error);
+}
+
+static void revocation_settled(session *s)
+{
+    finish(s, true);
+}
+
 static void on_handshake(leg *l, bool ok)
 {
     session *s = l->s;
     tls_leg *t = tls_leg_of(l);
-    void (*done)(session *, bool) = t->user_done;
-    t->user_done = NULL;
     if (!ok) {
         set_upstream_error(s, "%s", t->error);
         metrics_handshake_failure("origin handshake");
@@ -57,13 +75,16 @@ static void on_handshake(leg *l, bool ok)
         metrics_tls_handshake(false, SSL_session_reused(t->ssl));
         verify(s, t->ssl);
     }
-    if (s->upstream_error)
-        diag(LOG_WARN, "origin %s:%u for %s refused: %s", s->target_host, s->target_port,
-             tls_name(s), s->upstream_error);
     /* The origin stays quiet until a handler wants it. */
     leg_want_read(&s->origin, false);
-    if (done)
-        done(s, ok && !s->upstream_error);
+    if (!ok || s->upstream_error || !s->verify_server) {
+        finish(s, ok);
+        return;
+    }
+    /* Bounded by connect_timeout_s; the stage's deadline must not cut it short. */
+    session_deadline(s, (uint64_t)s->w->shared->cfg.connect_timeout_s * 1000 +
+                            (uint64_t)s->w->shared->cfg.tls_handshake_timeout_s * 1000);
+    revocation_check(s, t->ssl, revocation_settled);
 }
 
 bool tls_origin_alpn_other(session *s)
@@ -93,6 +114,8 @@ void tls_origin_open(session *s, void (*done)(session *s, bool ok))
     }
     if (s->client_offers_http11)
         SSL_set_alpn_protos(ssl, alpn_http11, sizeof alpn_http11);
+    if (revocation_wants_staple(s))
+        SSL_set_tlsext_status_type(ssl, TLSEXT_STATUSTYPE_ocsp);
     tls_session_cache_apply(s, ssl);
     if (tls_leg_attach(&s->origin, ssl, on_handshake) != 0) {
         SSL_free(ssl);

@@ -80,7 +80,8 @@ static X509 *leaf_for(session *s, X509 *upstream)
     X509 *leaf = certs_cache_get(sh->leaves, key);
     if (leaf)
         return leaf;
-    leaf = certs_mint_leaf(sh->ca, sh->leaf_key, upstream, tls_name(s), sh->crl_url);
+    leaf =
+        certs_mint_leaf_ex(sh->ca, sh->leaf_key, upstream, tls_name(s), sh->crl_url, sh->ocsp_url);
     if (leaf)
         certs_cache_put(sh->leaves, key, leaf);
     return leaf;

@@ -102,6 +102,9 @@ static void defaults_follow_the_spec(void **state)
     assert_int_equal(cfg.log_format, LOG_FORMAT_JSON);
     assert_int_equal(cfg.log_level, LOG_INFO);
     assert_string_equal(cfg.pac_proxy, "PROXY 127.0.0.1:3128");
+    assert_string_equal(cfg.ocsp_url, ""); /* http://<first listen>/ocsp, filled at start-up */
+    assert_int_equal(cfg.check_revocation, CHECK_REV_AUTO);
+    assert_false(cfg.revocation_hard);
 }
 
 static void every_key_is_read(void **state)
@@ -125,6 +128,9 @@ static void every_key_is_read(void **state)
                     "verify_upstream = no\n"
                     "leaf_cache_size = 50\n"
                     "crl_url = http://crl.example/ca.crl\n"
+                    "ocsp_url = http://ocsp.example/ocsp\n"
+                    "check_revocation = crl\n"
+                    "revocation_failure = hard\n"
                     "[policy]\n"
                     "file = policy.cpl\n"
                     "default = allow\n"
@@ -159,6 +165,9 @@ static void every_key_is_read(void **state)
     assert_false(f->cfg.verify_upstream);
     assert_int_equal(f->cfg.leaf_cache_size, 50);
     assert_string_equal(f->cfg.crl_url, "http://crl.example/ca.crl");
+    assert_string_equal(f->cfg.ocsp_url, "http://ocsp.example/ocsp");
+    assert_int_equal(f->cfg.check_revocation, CHECK_REV_CRL);
+    assert_true(f->cfg.revocation_hard);
     assert_true(f->cfg.policy_default_allow);
     assert_false(f->cfg.admin_enabled);
     assert_string_equal(f->cfg.realm, "corp");
@@ -237,6 +246,8 @@ static void bad_values_are_errors(void **state)
         {"[log]\nformat = xml\n", 2, "format"},
         {"[log]\nlevel = loud\n", 2, "level"},
         {"[tls]\nverify_upstream = sometimes\n", 2, "verify_upstream"},
+        {"[tls]\ncheck_revocation = always\n", 2, "check_revocation"},
+        {"[tls]\nrevocation_failure = strict\n", 2, "revocation_failure"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int n = load(f, cases[i].text);
@@ -361,6 +372,55 @@ static void diff_names_the_changed_keys(void **state)
     free(before);
 }
 
+static void revocation_modes_parse(void **state)
+{
+    fixture *f = *state;
+    static const struct {
+        const char *value;
+        config_check_revocation mode;
+    } modes[] = {{"auto", CHECK_REV_AUTO},
+                 {"OCSP", CHECK_REV_OCSP},
+                 {"crl", CHECK_REV_CRL},
+                 {"no", CHECK_REV_NO}};
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        char text[200];
+        snprintf(text, sizeof text, "[tls]\ncheck_revocation = %s\nrevocation_failure = soft\n",
+                 modes[i].value);
+        assert_int_equal(load(f, text), 0);
+        assert_int_equal(f->cfg.check_revocation, modes[i].mode);
+        assert_false(f->cfg.revocation_hard);
+        assert_string_equal(config_check_revocation_name(modes[i].mode),
+                            i == 1 ? "ocsp" : modes[i].value);
+    }
+}
+
+static void wildcard_listen_needs_both_revocation_urls(void **state)
+{
+    fixture *f = *state;
+    static const char *refused[] = {
+        "[proxy]\nlisten = 0.0.0.0:3128\n",
+        "[proxy]\nlisten = [::]:3128\n[tls]\ncrl_url = http://proxy.corp:3128/handoff-ca.crl\n",
+        "[proxy]\nlisten = 0.0.0.0:3128\n[tls]\nocsp_url = http://proxy.corp:3128/ocsp\n",
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        if (load(f, refused[i]) != 1)
+            fail_msg("accepted or miscounted: %s\n%s", refused[i], f->errors);
+        /* One line names both keys. */
+        char *line = strstr(f->errors, "crl_url");
+        assert_non_null(line);
+        char *end = strchr(line, '\n');
+        assert_non_null(end);
+        char *ocsp = strstr(f->errors, "ocsp_url");
+        assert_true(ocsp && ocsp < end);
+    }
+    assert_int_equal(load(f, "[proxy]\nlisten = 0.0.0.0:3128\n[tls]\n"
+                             "crl_url = http://proxy.corp:3128/handoff-ca.crl\n"
+                             "ocsp_url = http://proxy.corp:3128/ocsp\n"),
+                     0);
+    /* Only the first address is named in the default URLs. */
+    assert_int_equal(load(f, "[proxy]\nlisten = 127.0.0.1:3128, 0.0.0.0:3129\n"), 0);
+}
+
 static void addresses_parse(void **state)
 {
     (void)state;
@@ -441,6 +501,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(transparent_listeners_and_mark, setup, teardown),
         cmocka_unit_test_setup_teardown(proxy_protocol_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(diff_names_the_changed_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(revocation_modes_parse, setup, teardown),
+        cmocka_unit_test_setup_teardown(wildcard_listen_needs_both_revocation_urls, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
