@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The floor part of bench/run.sh (sourced by it; uses its helpers): handoff's own cost per unit
 # of work and per idle connection next to HAProxy 2.6 doing the same work with nothing extra
 # (the floor), and Squid where it does the same job. See bench/README.md, "Part 3".
@@ -189,7 +190,7 @@ floor_once() { # target workload round
 # Sets HOLD_BEFORE, HOLD_PEAK (KiB), HOLD_OPEN; leaves them open until hold_close.
 HOLD_PID=
 hold_open() { # target kind(tunnel|intercept) count label
-    local target=$1 kind=$2 count=$3 label=$4 args pid mode=hold extra=() i
+    local target=$1 kind=$2 count=$3 label=$4 args pid mode=hold extra=()
     local workload=tunnel
     [[ $kind == intercept ]] && workload=intercept && mode=tls-hold && extra=(--sni bench.test)
     read -ra args <<<"$(floor_args "$target" "$workload")"
@@ -201,7 +202,7 @@ hold_open() { # target kind(tunnel|intercept) count label
         >"$FLOOR_DIR/$label.log" 2>&1 &
     HOLD_PID=$!
     STARTED_PIDS+=("$HOLD_PID")
-    for i in $(seq 1200); do
+    for _ in $(seq 1200); do
         grep -q '^ready' "$FLOOR_DIR/$label.log" && break
         kill -0 "$HOLD_PID" 2>/dev/null || break
         sleep 0.1
