@@ -5,6 +5,7 @@
  *   loadgen bulk --origin A:P [--proxy A:P] [--bytes N] [--max-secs S]
  *       One tunnel, one `GET /N`, body counted until N bytes or S seconds.
  *       Prints: bulk bytes=N secs=S mbps=X        (MB = 10^6 bytes)
+ *       With --cpu-pids it adds cpu_s_per_gb: the processes' CPU seconds per 10^9 body bytes.
  *   loadgen rate --origin A:P [--proxy A:P] [--concurrency C] [--secs S] [--bytes N] [--raw]
  *       C clients loop: connect, CONNECT, 200, `GET /N`, read the response, close.
  *       With --raw the request is not HTTP: 8 bytes, "\0HOB" and N as a 32-bit big-endian
@@ -28,6 +29,10 @@
  *       Prints "ready established=N failed=F" once all were tried, then holds
  *       them until S seconds pass or SIGTERM/SIGINT, then prints
  *       "end established=N lost=L" (L: tunnels the proxy closed meanwhile).
+ *   loadgen tls-hold --origin A:P [--proxy A:P] [--sni NAME] [--count N] ...
+ *       The same with TLS: each connection (CONNECT first with --proxy) completes a
+ *       handshake and one keep-alive `GET /N`, so both legs of an intercepting proxy are
+ *       open, and is then left idle.
  *
  * Without --proxy the client connects to the origin and skips the CONNECT. Every response
  * must be a 200 whose body has the requested length (N bytes); anything else counts as an
@@ -68,12 +73,21 @@
 /* Keep-alive modes give up waiting for every connection to open after this long. */
 #define OPEN_WAIT_SECS 20.0
 
-enum mode { MODE_BULK, MODE_RATE, MODE_HOLD, MODE_KEEPALIVE, MODE_TLS_RATE, MODE_TLS_KEEPALIVE };
+enum mode {
+    MODE_BULK,
+    MODE_RATE,
+    MODE_HOLD,
+    MODE_KEEPALIVE,
+    MODE_TLS_RATE,
+    MODE_TLS_KEEPALIVE,
+    MODE_TLS_HOLD,
+};
 
 static const char *const mode_names[] = {
     [MODE_BULK] = "bulk",         [MODE_RATE] = "rate",
     [MODE_HOLD] = "hold",         [MODE_KEEPALIVE] = "keepalive",
     [MODE_TLS_RATE] = "tls-rate", [MODE_TLS_KEEPALIVE] = "tls-keepalive",
+    [MODE_TLS_HOLD] = "tls-hold",
 };
 
 struct options {
@@ -194,6 +208,8 @@ static void raise_fd_limit(void)
     }
 }
 
+static double cpu_seconds(const char *pids);
+
 /* ---- bulk: blocking, one connection ---- */
 
 static int write_all(int fd, const char *p, size_t n)
@@ -264,6 +280,7 @@ static int run_bulk(const struct options *o)
             return 1;
         }
     }
+    double cpu_start = cpu_seconds(o->cpu_pids);
     double start = now_s();
     int n = format_get(head, sizeof head, o);
     if (write_all(fd, head, (size_t)n) < 0 || read_head_blocking(fd, head, &got, &hi, "GET") < 0)
@@ -294,6 +311,7 @@ static int run_bulk(const struct options *o)
         }
     }
     end = now_s();
+    double cpu = cpu_seconds(o->cpu_pids) - cpu_start;
     free(buf);
     close(fd);
     if (body < o->bytes && !cut_short) {
@@ -302,8 +320,10 @@ static int run_bulk(const struct options *o)
         return 1;
     }
     double secs = end - start;
-    printf("bulk bytes=%" PRIu64 " secs=%.3f mbps=%.1f%s\n", body, secs, (double)body / secs / 1e6,
-           cut_short ? " cut_short=1" : "");
+    printf("bulk bytes=%" PRIu64 " secs=%.3f mbps=%.1f", body, secs, (double)body / secs / 1e6);
+    if (o->cpu_pids[0] != '\0' && body > 0)
+        printf(" cpu_s_per_gb=%.3f", cpu * 1e9 / (double)body);
+    printf("%s\n", cut_short ? " cut_short=1" : "");
     return 0;
 }
 
@@ -940,10 +960,19 @@ static int run_load(const struct options *o)
     return r.done > 0 ? 0 : 1;
 }
 
+/* A plain idle connection that became readable: true if nothing really arrived. */
+static bool idle_still_open(struct client *c)
+{
+    char scratch[512];
+    ssize_t got = read(c->fd, scratch, sizeof scratch);
+    return got < 0 && errno == EAGAIN;
+}
+
 static int run_hold(const struct options *o)
 {
     struct run r;
     run_init(&r, o, o->count);
+    r.timing = true; /* tls-hold: the one request goes out as soon as TLS is up */
     struct sigaction sa = {.sa_handler = on_stop_signal};
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
@@ -974,9 +1003,7 @@ static int run_hold(const struct options *o)
             struct client *c = events[i].data.ptr;
             if (c->state == ESTABLISHED) {
                 /* An idle tunnel that becomes readable was closed (or spoke): it is lost. */
-                char scratch[512];
-                ssize_t got = read(c->fd, scratch, sizeof scratch);
-                if (got < 0 && errno == EAGAIN)
+                if (c->ssl != NULL ? check_idle(&r, c) == STEP_WAIT : idle_still_open(c))
                     continue;
                 r.lost++;
                 r.established--;
@@ -984,6 +1011,11 @@ static int run_hold(const struct options *o)
                 continue;
             }
             int rc = advance(&r, c);
+            if (rc == STEP_DONE && o->mode == MODE_TLS_HOLD) {
+                c->state = ESTABLISHED; /* its one request answered: now idle */
+                set_interest(&r, c, EPOLLIN);
+                rc = STEP_WAIT;
+            }
             if (rc == STEP_WAIT && c->state != ESTABLISHED)
                 continue;
             in_flight--;
@@ -1004,7 +1036,8 @@ static int run_hold(const struct options *o)
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: loadgen bulk|rate|tls-rate|keepalive|tls-keepalive|hold --origin ADDR:PORT\n"
+            "usage: loadgen bulk|rate|tls-rate|keepalive|tls-keepalive|hold|tls-hold --origin "
+            "ADDR:PORT\n"
             "       [--proxy ADDR:PORT] [--bytes N] [--secs S] [--max-secs S] [--concurrency C]\n"
             "       [--raw] [--sni NAME] [--names K] [--once] [--count N] [--parallel P]\n"
             "       [--cpu-pids PID,PID...]\n");
@@ -1023,10 +1056,13 @@ static void parse_options(int argc, char **argv, struct options *o)
     if (m == mode_count)
         usage();
     o->mode = (enum mode)m;
-    o->tls = o->mode == MODE_TLS_RATE || o->mode == MODE_TLS_KEEPALIVE;
-    o->keepalive = o->mode == MODE_KEEPALIVE || o->mode == MODE_TLS_KEEPALIVE;
+    o->tls = o->mode == MODE_TLS_RATE || o->mode == MODE_TLS_KEEPALIVE || o->mode == MODE_TLS_HOLD;
+    o->keepalive =
+        o->mode == MODE_KEEPALIVE || o->mode == MODE_TLS_KEEPALIVE || o->mode == MODE_TLS_HOLD;
     o->bytes = o->mode == MODE_BULK ? (uint64_t)1 << 30 : 100;
-    o->secs = o->mode == MODE_BULK ? 30 : o->mode == MODE_HOLD ? 120 : 10;
+    o->secs = o->mode == MODE_BULK                                 ? 30
+              : (o->mode == MODE_HOLD || o->mode == MODE_TLS_HOLD) ? 120
+                                                                   : 10;
     o->concurrency = 64;
     o->count = 5000;
     o->parallel = 200;
@@ -1097,6 +1133,7 @@ int main(int argc, char **argv)
     case MODE_BULK:
         return run_bulk(&o);
     case MODE_HOLD:
+    case MODE_TLS_HOLD:
         return run_hold(&o);
     case MODE_RATE:
     case MODE_KEEPALIVE:

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Benchmark handoff against a direct connection, Squid, tinyproxy and mitmproxy, in two parts:
+# Benchmark handoff against a direct connection, HAProxy, Squid, tinyproxy and mitmproxy, in
+# three parts:
 #   tunnel  CONNECT tunnels (bulk, tunnel rate, idle memory) and the cost of protocol detection
 #   tls     TLS interception against Squid's ssl-bump and mitmproxy (new connections, keep-alive,
 #           leaf minting)
+#   floor   proxy CPU per unit of work and memory per idle connection against HAProxy doing the
+#           same work with nothing extra (the floor), and Squid (bench/floor.sh)
 # Everything runs on 127.0.0.1 with ports picked at run time; see bench/README.md.
 #
-#   bench/run.sh                      both parts (about 11 minutes)
-#   PART=tunnel bench/run.sh          only the first part (about 6 minutes)
-#   PART=tls bench/run.sh             only the TLS part (about 5 minutes)
+#   bench/run.sh                      all three parts (about 15 minutes)
+#   PART=tunnel bench/run.sh          only the first part (about 5 minutes)
+#   PART=tls bench/run.sh             only the TLS part (about 4 minutes)
+#   PART=floor bench/run.sh           only the floor part (about 6 minutes)
 #   TARGETS="direct squid" bench/run.sh
 #   QUICK=1 bench/run.sh              fewer, shorter runs (a smoke test of the harness)
 #
@@ -17,6 +21,8 @@
 # RATE_CONCURRENCY, HOLD_COUNT, RAW_RUNS, RAW_SECS.
 # TLS part: TLS_TARGETS, TLS_RUNS, TLS_SECS, TLS_CONCURRENCY, TLS_BYTES, MINT_RUNS, MINT_NAMES,
 # MINT_MAX_SECS, MITM_DEFAULT_CA=1 (let mitmproxy make its own RSA CA).
+# Floor part: FLOOR_TARGETS, HANDOFF_BEFORE (an older binary, adds a "handoff before" column),
+# FLOOR_RUNS, FLOOR_SECS, FLOOR_HOLD, BURST_COUNT, BURST_SETTLE_SECS, FLOOR_PERF=0 (no perf).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,8 +34,8 @@ chmod 755 "$OUT"
 
 PART=${PART:-all}
 case $PART in
-tunnel | tls | all) ;;
-*) echo "PART must be tunnel, tls or all" >&2 && exit 2 ;;
+tunnel | tls | floor | all) ;;
+*) echo "PART must be tunnel, tls, floor or all" >&2 && exit 2 ;;
 esac
 TARGETS=${TARGETS:-direct handoff handoff-blind squid tinyproxy mitmproxy}
 TLS_TARGETS=${TLS_TARGETS:-handoff squid-bump mitmproxy-bump}
@@ -37,12 +43,14 @@ if [[ -n ${QUICK:-} ]]; then
     : "${BULK_BYTES:=268435456}" "${BULK_RUNS:=1}" "${RATE_RUNS:=1}" "${RATE_SECS:=2}"
     : "${HOLD_COUNT:=500}" "${RAW_RUNS:=1}" "${RAW_SECS:=2}"
     : "${TLS_RUNS:=1}" "${TLS_SECS:=2}" "${MINT_RUNS:=1}" "${MINT_NAMES:=200}"
+    : "${FLOOR_RUNS:=1}" "${FLOOR_SECS:=2}" "${FLOOR_HOLD:=500}" "${BURST_COUNT:=1000}"
+    : "${BURST_SETTLE_SECS:=3}"
 fi
 BULK_BYTES=${BULK_BYTES:-1073741824}
-BULK_RUNS=${BULK_RUNS:-5}
+BULK_RUNS=${BULK_RUNS:-3}
 BULK_MAX_SECS=${BULK_MAX_SECS:-5}
 RATE_RUNS=${RATE_RUNS:-3}
-RATE_SECS=${RATE_SECS:-10}
+RATE_SECS=${RATE_SECS:-5}
 RATE_CONCURRENCY=${RATE_CONCURRENCY:-64}
 RATE_BYTES=${RATE_BYTES:-100}
 HOLD_COUNT=${HOLD_COUNT:-5000}
@@ -53,7 +61,7 @@ TLS_RUNS=${TLS_RUNS:-3}
 TLS_SECS=${TLS_SECS:-5}
 TLS_CONCURRENCY=${TLS_CONCURRENCY:-64}
 TLS_BYTES=${TLS_BYTES:-100}
-MINT_RUNS=${MINT_RUNS:-3}
+MINT_RUNS=${MINT_RUNS:-2}
 MINT_NAMES=${MINT_NAMES:-2000}
 MINT_MAX_SECS=${MINT_MAX_SECS:-90}
 
@@ -89,6 +97,7 @@ install_missing() {
     command -v squid >/dev/null || need+=(squid-openssl)
     command -v tinyproxy >/dev/null || need+=(tinyproxy)
     command -v mitmdump >/dev/null || need+=(mitmproxy)
+    command -v haproxy >/dev/null || need+=(haproxy)
     if [[ $PART != tunnel ]]; then
         command -v nginx >/dev/null || need+=(nginx-light)
         command -v openssl >/dev/null || need+=(openssl)
@@ -962,5 +971,10 @@ cc -O2 -Wall -Wextra -Werror "$BENCH/loadgen.c" -o "$LOADGEN" -lssl -lcrypto
 cc -O2 -Wall -Wextra -Werror "$BENCH/sink.c" -o "$OUT/sink"
 : >"$OUT/results.md"
 
-[[ $PART == tls ]] || tunnel_part
-[[ $PART == tunnel ]] || tls_part
+# shellcheck source=bench/floor.sh
+source "$BENCH/floor.sh"
+if [[ $PART == tunnel || $PART == all ]]; then tunnel_part; fi
+if [[ $PART == tls || $PART == all ]]; then tls_part; fi
+if [[ $PART == floor || $PART == all ]]; then floor_part; fi
+log "bench: results in $OUT/results.md"
+
