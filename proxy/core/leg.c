@@ -230,6 +230,13 @@ static void on_shutdown(uv_shutdown_t *req, int status)
         close_now(l, true);
         return;
     }
+    /* Our close_notify and FIN are out: what the peer still sends is dropped unread, so its TLS
+     * state (and buffers) can go now rather than when the linger ends. */
+    if (l->finishing && l->filter) {
+        l->filter->free(l);
+        l->filter = NULL;
+        l->filter_state = NULL;
+    }
     maybe_finish_close(l);
 }
 

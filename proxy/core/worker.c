@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -126,6 +127,20 @@ static void pause_accepting(worker *w, int err)
 
 static void on_connection(uv_stream_t *server, int status);
 
+/* After a burst, freed session memory stays in the allocator's free lists (glibc keeps it
+ * per arena); give it back once the worker holds less than half of what it had. */
+#define TRIM_INTERVAL_MS 5000
+#define TRIM_MIN_PEAK    256
+
+static void on_trim_timer(uv_timer_t *t)
+{
+    worker *w = t->data;
+    if (w->peak_sessions >= TRIM_MIN_PEAK && w->session_count * 2 < w->peak_sessions) {
+        malloc_trim(0);
+        w->peak_sessions = w->session_count;
+    }
+}
+
 static int attach_listener(worker *w, int i)
 {
     int fd = dup(w->listen_fd[i]);
@@ -176,6 +191,8 @@ static void on_connection(uv_stream_t *server, int status)
         pause_accepting(w, UV_ENOMEM);
         return;
     }
+    if (w->session_count > w->peak_sessions)
+        w->peak_sessions = w->session_count;
     session_open_leg(s, &s->client);
     if (uv_accept(server, (uv_stream_t *)&s->client.tcp) != 0) {
         session_abort(s, NULL);
@@ -361,6 +378,7 @@ static void on_wakeup(uv_async_t *a)
         w->listen_fd[i] = -1;
     }
     uv_close((uv_handle_t *)&w->accept_timer, NULL);
+    uv_close((uv_handle_t *)&w->trim_timer, NULL);
     uv_timer_init(&w->loop, &w->stop_timer);
     w->stop_timer.data = w;
     uv_timer_start(&w->stop_timer, on_stop_check, 0, 100);
@@ -386,6 +404,10 @@ int worker_init(worker *w, shared_state *sh, int index)
     uv_async_init(&w->loop, &w->wakeup, on_wakeup);
     uv_timer_init(&w->loop, &w->accept_timer);
     w->accept_timer.data = w;
+    uv_timer_init(&w->loop, &w->trim_timer);
+    w->trim_timer.data = w;
+    uv_timer_start(&w->trim_timer, on_trim_timer, TRIM_INTERVAL_MS, TRIM_INTERVAL_MS);
+    uv_unref((uv_handle_t *)&w->trim_timer); /* never what keeps a stopping loop alive */
     w->wakeup.data = w;
     pthread_mutex_init(&w->snapshot_lock, NULL);
     return 0;

@@ -66,6 +66,8 @@ struct worker {
     int listen_fd[2 * CONFIG_MAX_LISTEN]; /* the sockets; listeners[] watch duplicates */
     int listener_count;
     uv_timer_t accept_timer; /* resumes accepting after a pause */
+    uv_timer_t trim_timer;   /* gives freed memory back to the system after a burst */
+    int peak_sessions;       /* since the last trim */
     bool accept_paused;
     uint64_t accept_pause_logged_ms;
     uv_async_t wakeup; /* stop requests from the main thread */

@@ -11,9 +11,9 @@
 
 #define SPLICE_AFTER_BYTES (256 * 1024)
 
+/* What a passthrough handler keeps: its framers and message counters. A blind tunnel has none,
+ * so an idle tunnel carries only relay_state. */
 typedef struct {
-    stage_id kind;
-    bool framed; /* a passthrough handler watching the bytes */
     union {
         struct {
             sip_stream up, down;
@@ -26,6 +26,12 @@ typedef struct {
         } turn;
     } u;
     framing_counters counters;
+} passthrough;
+
+typedef struct {
+    stage_id kind;
+    bool framed;       /* a passthrough handler watching the bytes */
+    passthrough *pass; /* allocated for sip, turn and ms-turn */
     uint64_t relayed_bytes;
     bool splice_tried;
     splice_state *splice;
@@ -45,22 +51,22 @@ static int observe(session *s, relay_state *st, bool from_client, const char *bu
     const char *why = NULL;
     switch (st->kind) {
     case STAGE_SIP: {
-        sip_stream *me = from_client ? &st->u.sip.up : &st->u.sip.down;
-        sip_stream *peer = from_client ? &st->u.sip.down : &st->u.sip.up;
-        fs = sip_stream_feed(me, peer, b, n, &st->counters);
-        s->compressed = st->u.sip.up.compressed || st->u.sip.down.compressed;
+        sip_stream *me = from_client ? &st->pass->u.sip.up : &st->pass->u.sip.down;
+        sip_stream *peer = from_client ? &st->pass->u.sip.down : &st->pass->u.sip.up;
+        fs = sip_stream_feed(me, peer, b, n, &st->pass->counters);
+        s->compressed = st->pass->u.sip.up.compressed || st->pass->u.sip.down.compressed;
         why = me->error;
         break;
     }
     case STAGE_MSTURN: {
-        msturn_stream *me = from_client ? &st->u.msturn.up : &st->u.msturn.down;
-        fs = msturn_stream_feed(me, b, n, &st->counters);
+        msturn_stream *me = from_client ? &st->pass->u.msturn.up : &st->pass->u.msturn.down;
+        fs = msturn_stream_feed(me, b, n, &st->pass->counters);
         why = me->error;
         break;
     }
     case STAGE_TURN: {
-        turn_stream *me = from_client ? &st->u.turn.up : &st->u.turn.down;
-        fs = turn_stream_feed(me, b, n, &st->counters);
+        turn_stream *me = from_client ? &st->pass->u.turn.up : &st->pass->u.turn.down;
+        fs = turn_stream_feed(me, b, n, &st->pass->counters);
         why = me->error;
         break;
     }
@@ -169,8 +175,10 @@ static void relay_leave(session *s, void *old)
         st->splice = NULL;
     }
     /* The counters stay readable for the log line written before leave. */
-    if (s->counters == &st->counters)
+    if (st->pass && s->counters == &st->pass->counters)
         s->counters = NULL;
+    free(st->pass);
+    st->pass = NULL;
 }
 
 static void begin(session *s, stage_id kind, const char *replay, size_t len)
@@ -178,18 +186,22 @@ static void begin(session *s, stage_id kind, const char *replay, size_t len)
     relay_state *st = s->st;
     st->kind = kind;
     st->framed = kind != STAGE_TUNNEL;
+    if (st->framed && !(st->pass = calloc(1, sizeof *st->pass))) {
+        session_abort(s, "out of memory");
+        return;
+    }
     if (kind == STAGE_SIP) {
-        sip_stream_init(&st->u.sip.up);
-        sip_stream_init(&st->u.sip.down);
+        sip_stream_init(&st->pass->u.sip.up);
+        sip_stream_init(&st->pass->u.sip.down);
     } else if (kind == STAGE_MSTURN) {
-        msturn_stream_init(&st->u.msturn.up, false);
-        msturn_stream_init(&st->u.msturn.down, true);
+        msturn_stream_init(&st->pass->u.msturn.up, false);
+        msturn_stream_init(&st->pass->u.msturn.down, true);
     } else if (kind == STAGE_TURN) {
-        turn_stream_init(&st->u.turn.up);
-        turn_stream_init(&st->u.turn.down);
+        turn_stream_init(&st->pass->u.turn.up);
+        turn_stream_init(&st->pass->u.turn.down);
     }
     if (st->framed)
-        s->counters = &st->counters;
+        s->counters = &st->pass->counters;
     leg_want_read(&s->client, true);
     leg_want_read(&s->origin, true);
     session_deadline(s, (uint64_t)s->w->shared->cfg.idle_timeout_s * 1000);
