@@ -548,13 +548,24 @@ class InterceptedSessionTest(unittest.TestCase):
         resumed = metric_values(proxy, 'handoff_tls_handshakes_total{leg="origin",resumed="yes"}')
         self.assertIn(resumed, ([], [0.0]))
 
-    @unittest.skip("item 15 has no wire-level reproduction: after a ClientHello a TLS client "
-                   "sends nothing until the ServerHello except one change_cipher_spec record "
-                   "(OpenSSL rejects a second one), and a ClientHello over 16 KiB is classified "
-                   "tcp by design (SPEC §5); the detect stage needs a unit test for the bytes "
-                   "past its 16 KiB hold")
     def test_15_bytes_after_the_client_hello_beyond_the_hold_reach_the_tls_leg(self):
-        pass
+        # A ClientHello and, in the same write, more than detection holds (16 KiB): the bytes
+        # past the hold must reach the TLS server in order. Here they are not a valid record,
+        # so the handshake must fail on them at once; had they been dropped, the handshake would
+        # wait for the client until tls_handshake_timeout_s.
+        server = start_tls_origin(self)
+        proxy = start_proxy(self, INTERCEPT, proxy={"tls_handshake_timeout_s": "20"})
+        sock = tunnel_from(proxy, server.port)
+        self.addCleanup(sock.close)
+        started = time.monotonic()
+        sock.sendall(client_hello() + b"\x17\x03\x03\x40\x00" + b"\0" * 20000)
+        data, ended = read_to_end(sock, 15)
+        elapsed = time.monotonic() - started
+        self.assertNotEqual(ended, "timeout", "the proxy waited for more of the handshake")
+        self.assertLess(elapsed, 10, "the bytes past the hold did not reach the TLS server")
+        entry = proxy.wait_log(lambda e: names_port(e, server.port))
+        self.assertEqual(entry.get("action"), "error", entry)
+        self.assertNotRegex(entry.get("error", ""), r"(?i)timed out", entry)
 
     def test_20_client_leg_ends_with_close_notify(self):
         server = start_tls_origin(self)
