@@ -227,6 +227,33 @@ class SelfReachTest(unittest.TestCase):
                 self.assertEqual(entry.get("action"), "error", entry)
 
 
+class WildcardListenerSelfReachTest(unittest.TestCase):
+    """A wildcard listener is reached through any of the machine's addresses."""
+
+    def test_wildcard_proxy_and_admin_listeners_are_found_behind_other_local_addresses(self):
+        port, admin = harness.free_port(), harness.free_port()
+        proxy = harness.Handoff(policy_text=ALLOW_ALL,
+                                proxy={"listen": f"0.0.0.0:{port}"},
+                                admin={"listen": f"0.0.0.0:{admin}"},
+                                tls={"crl_url": "http://proxy.test/handoff-ca.crl",
+                                     "ocsp_url": "http://proxy.test/ocsp"},
+                                start=False)
+        proxy.host = HOST  # clients reach the wildcard listener on loopback
+        proxy.admin_host = HOST
+        proxy.start()
+        self.addCleanup(proxy.close)
+        for address in ("127.0.0.9", "127.1.2.3"):
+            with self.subTest(address):
+                status, _, body = raw_status(
+                    proxy, f"GET http://{address}:{port}/proxy.pac HTTP/1.1\r\n"
+                           f"Host: {address}:{port}\r\nConnection: close\r\n\r\n")
+                self.assertEqual(status, 508, body[:300])
+                status, _, body = raw_status(
+                    proxy, f"GET http://{address}:{admin}/healthz HTTP/1.1\r\n"
+                           f"Host: {address}:{admin}\r\nConnection: close\r\n\r\n")
+                self.assertEqual(status, 403, body[:300])
+
+
 # ---- 2. IP literals in other spellings -----------------------------------------------------------
 
 
