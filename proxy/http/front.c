@@ -314,10 +314,11 @@ void http_resume_client(session *s)
         return;
     }
     llhttp_errno_t e = llhttp_get_errno(&h->req);
-    if (e == HPE_PAUSED)
+    if (e == HPE_PAUSED) {
         llhttp_resume(&h->req);
-    else if (e == HPE_PAUSED_UPGRADE)
+    } else if (e == HPE_PAUSED_UPGRADE) {
         llhttp_resume_after_upgrade(&h->req);
+    }
     char *held = h->held;
     size_t n = h->held_len;
     h->held = NULL;
@@ -338,6 +339,12 @@ void http_resume_client(session *s)
 static void next_request(session *s)
 {
     http_state *h = state(s);
+    /* A CONNECT (or upgrade) answered here, e.g. 407: llhttp would take what follows for
+     * tunnel bytes, but on this connection the next request follows. */
+    if (h->req.upgrade || llhttp_get_method(&h->req) == HTTP_CONNECT) {
+        llhttp_init(&h->req, HTTP_REQUEST, &request_settings);
+        h->req.data = s;
+    }
     reset_request(h);
     s->idle = true;
     session_deadline(s, (uint64_t)s->w->shared->cfg.idle_timeout_s * 1000);

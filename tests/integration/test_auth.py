@@ -245,5 +245,37 @@ class ChromiumNegotiateTest(unittest.TestCase):
         self.assertTrue(challenged, "the browser must have been challenged before it sent a "
                         "token (no credentials unasked)")
 
+class ConnectChallengeTest(unittest.TestCase):
+    """A 407 to a CONNECT leaves the connection open for the same CONNECT with credentials."""
+
+    def test_connect_answered_with_credentials_on_the_same_connection(self):
+        import base64
+        import socket
+        target = origin.start_origin()
+        self.addCleanup(target.stop)
+        proxy = harness.Handoff(policy_text="<proxy>\n  ALLOW\n",
+                                files={"users.htpasswd": f"carol:{bcrypt_hash('carol-pw')}\n"},
+                                auth={"mode": "basic", "htpasswd": "users.htpasswd"})
+        self.addCleanup(proxy.close)
+        authority = f"127.0.0.1:{target.port}"
+        creds = base64.b64encode(b"carol:carol-pw").decode()
+        with socket.create_connection((proxy.host, proxy.port), timeout=10) as sock:
+            reader = origin.Reader(sock)
+            sock.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
+            head = reader.head().decode()
+            self.assertTrue(head.startswith("HTTP/1.1 407"), head)
+            length = int(re.search(r"(?i)content-length: (\d+)", head).group(1))
+            reader.exact(length)
+            sock.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n"
+                         f"Proxy-Authorization: Basic {creds}\r\n\r\n".encode())
+            head = reader.head().decode()
+            self.assertTrue(head.startswith("HTTP/1.1 200"), head)
+            sock.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answer = reader.head().decode()
+            self.assertTrue(answer.startswith("HTTP/1.1 200"), answer)
+        self.assertFalse([e for e in proxy.log_lines() if e.get("status") == 400],
+                         proxy.log_lines())
+
+
 if __name__ == "__main__":
     unittest.main()
