@@ -16,7 +16,9 @@ typedef struct {
     size_t len;
     char *extra; /* bytes of the same read that did not fit in hold */
     size_t extra_len;
-    char hold[DETECT_MAX_BYTES];
+    char *hold; /* grows with what arrives, up to DETECT_MAX_BYTES: a client that sends nothing
+                 * (a server-first protocol) costs no buffer at all */
+    size_t cap;
 } detect_state;
 
 static stage_id handler_for(detect_protocol p)
@@ -41,7 +43,7 @@ static void hand_off(session *s, stage_id id)
 {
     detect_state *st = s->st;
     if (!st->extra_len) {
-        session_enter(s, id, st->hold, st->len);
+        session_enter(s, id, st->hold ? st->hold : "", st->len);
         return;
     }
     char *all = malloc(st->len + st->extra_len);
@@ -49,7 +51,8 @@ static void hand_off(session *s, stage_id id)
         session_abort(s, "out of memory");
         return;
     }
-    memcpy(all, st->hold, st->len);
+    if (st->len)
+        memcpy(all, st->hold, st->len);
     memcpy(all + st->len, st->extra, st->extra_len);
     size_t n = st->len + st->extra_len;
     session_enter(s, id, all, n);
@@ -160,8 +163,9 @@ static void classify(session *s, bool final)
     detect_state *st = s->st;
     detect_result r;
     memset(&r, 0, sizeof r);
-    detect_answer a = s->intercepted ? detect_classify_inner((const uint8_t *)st->hold, st->len, &r)
-                                     : detect_classify((const uint8_t *)st->hold, st->len, &r);
+    const uint8_t *held = st->hold ? (const uint8_t *)st->hold : (const uint8_t *)"";
+    detect_answer a = s->intercepted ? detect_classify_inner(held, st->len, &r)
+                                     : detect_classify(held, st->len, &r);
     if (a == DETECT_MATCH) {
         settle(s, &r);
     } else if (final) {
@@ -185,6 +189,20 @@ static void detect_on_data(session *s, leg *l, const char *buf, ssize_t n)
     }
     size_t room = DETECT_MAX_BYTES - st->len;
     size_t take = (size_t)n < room ? (size_t)n : room;
+    if (st->len + take > st->cap) {
+        size_t cap = st->cap ? st->cap : 2048;
+        while (cap < st->len + take)
+            cap *= 2;
+        if (cap > DETECT_MAX_BYTES)
+            cap = DETECT_MAX_BYTES;
+        char *p = realloc(st->hold, cap);
+        if (!p) {
+            session_abort(s, "out of memory");
+            return;
+        }
+        st->hold = p;
+        st->cap = cap;
+    }
     memcpy(st->hold + st->len, buf, take);
     st->len += take;
     if (take < (size_t)n) {
@@ -238,6 +256,8 @@ static void detect_leave(session *s, void *old)
     detect_state *st = old;
     free(st->extra);
     st->extra = NULL;
+    free(st->hold);
+    st->hold = NULL;
 }
 
 const stage detect_stage = {
