@@ -4,6 +4,7 @@
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
+TSAN_BUILD ?= build-tsan
 CONFIG     ?= examples/handoff.conf
 CA_DIR     ?= state/ca
 JOBS       ?= $(shell nproc)
@@ -17,7 +18,7 @@ TEST_PACKAGES  = clang libclang-rt-14-dev curl openssl python3 kamailio kamailio
                  krb5-kdc krb5-admin-server krb5-user haproxy
 
 
-.PHONY: all deps test-deps build asan fuzz run test unit integration clean format
+.PHONY: all deps test-deps build asan tsan fuzz run test unit integration clean format
 
 all: build
 
@@ -37,6 +38,13 @@ asan:
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang -DHANDOFF_SANITIZE=ON
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 
+# ThreadSanitizer for what worker loops share with other threads: the credential pool (a
+# check's thread never touches a session: SPEC 4.1), the leaf cache, the OCSP record.
+TSAN_TESTS = proxy_cred_pool_test certs_leaf_cache_test certs_ocsp_test
+tsan:
+	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang -DHANDOFF_TSAN=ON
+	cmake --build $(TSAN_BUILD) -j$(JOBS) --target $(TSAN_TESTS)
+
 fuzz:
 	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DHANDOFF_FUZZ=ON
 	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target policy_fuzz detect_fuzz framing_fuzz names_fuzz \
@@ -48,10 +56,12 @@ run: deps build
 	exec $(BUILD)/proxy/handoff -c $(CONFIG)
 
 # gcc build: every test; clang ASan+UBSan build: every test again; then the fuzzers.
-test: test-deps build asan fuzz
+test: test-deps build asan tsan fuzz
 	cd $(BUILD) && ctest --output-on-failure -j2
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j2
+	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure \
+	  -R '^(proxy_cred_pool|certs_leaf_cache|certs_ocsp)$$'
 	cd $(FUZZ_BUILD) && ctest --output-on-failure -L fuzz -j2
 
 format:
