@@ -25,6 +25,9 @@ void head_release(http_head *h)
     free(h->buf);
     h->buf = NULL;
     h->cap = 0;
+    free(h->h);
+    h->h = NULL;
+    h->capacity = 0;
     head_reset(h);
 }
 
@@ -77,6 +80,14 @@ int head_append(http_head *h, head_part part, const char *at, size_t len, size_t
             if (h->count == HEAD_MAX_HEADERS) {
                 h->too_many = true;
                 return -1;
+            }
+            if (h->count == h->capacity) {
+                unsigned cap = h->capacity ? h->capacity * 2 : 16;
+                struct head_field *p = realloc(h->h, cap * sizeof *p);
+                if (!p)
+                    return -1;
+                h->h = p;
+                h->capacity = cap;
             }
             h->h[h->count].name_off = (uint32_t)h->len;
             h->h[h->count].name_len = 0;

@@ -14,10 +14,11 @@ typedef struct {
     size_t len, cap;
     size_t wire; /* bytes of the head as sent, separators included */
     uint32_t url_off, url_len;
-    struct {
+    struct head_field {
         uint32_t name_off, name_len, value_off, value_len;
-    } h[HEAD_MAX_HEADERS];
+    } * h; /* grows with the headers, up to HEAD_MAX_HEADERS */
     unsigned count;
+    unsigned capacity; /* entries allocated in h */
     bool in_value;
     bool overflow; /* head larger than max_header_bytes */
     bool too_many; /* more than HEAD_MAX_HEADERS */
@@ -28,7 +29,7 @@ typedef enum { HEAD_URL, HEAD_FIELD, HEAD_VALUE } head_part;
 /** Empties the head; the buffer is kept. max is the bound on its size. */
 void head_reset(http_head *h);
 
-/** Empties the head and gives its buffer back. */
+/** Empties the head and gives its buffer and index back (an idle connection holds neither). */
 void head_release(http_head *h);
 
 /** How many headers are called name (case-insensitive). */

@@ -75,7 +75,7 @@ static void pieces_join_into_url_and_fields(void **state)
     assert_string_equal(get(&h, "Accept"), "*/*");
     assert_null(get(&h, "Cookie"));
     assert_null(get(&h, "Hos"));
-    free(h.buf);
+    head_release(&h);
 }
 
 static void first_of_repeated_headers_is_returned(void **state)
@@ -85,7 +85,7 @@ static void first_of_repeated_headers_is_returned(void **state)
     const field f[] = {{"X-Id", "one"}, {"x-id", "two"}};
     assert_int_equal(build(&h, "/", f, 2, HEAD_LIMIT), 0);
     assert_string_equal(get(&h, "X-ID"), "one");
-    free(h.buf);
+    head_release(&h);
 }
 
 static void empty_value_is_present(void **state)
@@ -97,7 +97,7 @@ static void empty_value_is_present(void **state)
     assert_int_equal(h.count, 2);
     assert_string_equal(get(&h, "X-Empty"), "");
     assert_string_equal(get(&h, "Host"), "h");
-    free(h.buf);
+    head_release(&h);
 }
 
 static void tokens_in_comma_lists(void **state)
@@ -117,7 +117,7 @@ static void tokens_in_comma_lists(void **state)
     assert_false(head_has_token(&h, "Connection", "websocket"));
     assert_true(head_has_token(&h, "Upgrade", "WebSocket"));
     assert_false(head_has_token(&h, "Expect", "100-continue"));
-    free(h.buf);
+    head_release(&h);
 }
 
 static void hop_by_hop_headers_are_recognised(void **state)
@@ -143,7 +143,7 @@ static void hop_by_hop_headers_are_recognised(void **state)
     for (unsigned i = 0; i < 12; i++)
         if (head_is_hop_by_hop(&h, i) != hop[i])
             fail_msg("%s: hop-by-hop should be %d", f[i].name, hop[i]);
-    free(h.buf);
+    head_release(&h);
 }
 
 static void forwarded_headers_keep_end_to_end_ones_and_add_via(void **state)
@@ -176,7 +176,7 @@ static void forwarded_headers_keep_end_to_end_ones_and_add_via(void **state)
     /* Every line is a complete header line. */
     size_t len = strlen(out);
     assert_true(len >= 2 && out[len - 2] == '\r' && out[len - 1] == '\n');
-    free(h.buf);
+    head_release(&h);
 }
 
 static void skip_list_leaves_out_headers_the_caller_rewrites(void **state)
@@ -190,7 +190,7 @@ static void skip_list_leaves_out_headers_the_caller_rewrites(void **state)
     assert_non_null(strstr(out, "Host: a\r\n"));
     assert_null(strstr(out, "Content-Length"));
     assert_null(strstr(out, "Expect"));
-    free(h.buf);
+    head_release(&h);
 }
 
 static void head_over_the_limit_is_refused(void **state)
@@ -214,7 +214,7 @@ static void head_over_the_limit_is_refused(void **state)
     assert_non_null(b);
     assert_int_equal(len, strlen(big));
     assert_memory_equal(b, big, len);
-    free(h.buf);
+    head_release(&h);
 }
 
 static void separators_count_against_the_limit(void **state)
@@ -230,7 +230,7 @@ static void separators_count_against_the_limit(void **state)
             rc = head_append(&h, HEAD_VALUE, "b", 1, 1024);
     }
     assert_int_equal(rc, -1);
-    free(h.buf);
+    head_release(&h);
 }
 
 static void too_many_headers_are_refused(void **state)
@@ -251,7 +251,7 @@ static void too_many_headers_are_refused(void **state)
     assert_true(h.too_many);
     assert_false(h.overflow);
     assert_true(added > 8); /* a normal request is far from the limit */
-    free(h.buf);
+    head_release(&h);
 }
 
 static void zero_length_span_on_a_new_head(void **state)
@@ -264,7 +264,7 @@ static void zero_length_span_on_a_new_head(void **state)
     assert_int_equal(head_append(&h, HEAD_URL, "/x", 2, 4096), 0);
     assert_int_equal(h.url_len, 2);
     assert_memory_equal(h.buf + h.url_off, "/x", 2);
-    free(h.buf);
+    head_release(&h);
 }
 
 /* The forwarded head fits in head_forward_size() with the start line and every header the
@@ -299,7 +299,7 @@ static void forward_size_bounds_the_rewritten_head(void **state)
     out_addf(&o, "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
     assert_false(o.overflow);
     free(storage);
-    free(h.buf);
+    head_release(&h);
 }
 
 static void output_buffer_is_bounded(void **state)
