@@ -60,15 +60,42 @@ static int resp_value_done(llhttp_t *p)
     return 0;
 }
 
-static void write_client(session *s, const char *buf, size_t len)
+/* Sends what the cork holds in one write. The pieces point into the read buffer, the state
+ * and the owned head: flush before the read callback returns. */
+static void flush_client(session *s)
 {
-    state(s)->resp_bytes += len;
-    leg_write(&s->client, buf, len);
+    http_state *h = state(s);
+    if (h->cork.n)
+        leg_writev(&s->client, h->cork.bufs, h->cork.n);
+    h->cork.n = 0;
+    h->cork.nsizes = 0;
+    free(h->cork.owned);
+    h->cork.owned = NULL;
     if (s->client.queued > LEG_HIGH_WATER)
         leg_set_backpressure(&s->origin, true);
 }
 
-/* Writes buf as one chunk of a chunked body: size line, data and CRLF in one write. */
+static void cork_add(session *s, const char *buf, size_t len)
+{
+    http_state *h = state(s);
+    if (!h->cork.on) {
+        leg_write(&s->client, buf, len);
+        if (s->client.queued > LEG_HIGH_WATER)
+            leg_set_backpressure(&s->origin, true);
+        return;
+    }
+    if (h->cork.n == sizeof h->cork.bufs / sizeof h->cork.bufs[0])
+        flush_client(s);
+    h->cork.bufs[h->cork.n++] = uv_buf_init((char *)buf, (unsigned)len);
+}
+
+static void write_client(session *s, const char *buf, size_t len)
+{
+    state(s)->resp_bytes += len;
+    cork_add(s, buf, len);
+}
+
+/* Writes buf as one chunk of a chunked body: size line, data and CRLF together. */
 static void write_chunk(leg *l, const char *buf, size_t len)
 {
     char size[24];
@@ -76,6 +103,24 @@ static void write_chunk(leg *l, const char *buf, size_t len)
     uv_buf_t parts[3] = {uv_buf_init(size, (unsigned)n), uv_buf_init((char *)buf, (unsigned)len),
                          uv_buf_init("\r\n", 2)};
     leg_writev(l, parts, 3);
+}
+
+static void write_client_chunk(session *s, const char *buf, size_t len)
+{
+    http_state *h = state(s);
+    if (!h->cork.on) {
+        write_chunk(&s->client, buf, len);
+        if (s->client.queued > LEG_HIGH_WATER)
+            leg_set_backpressure(&s->origin, true);
+        return;
+    }
+    if (h->cork.nsizes == 4 || h->cork.n + 3 > sizeof h->cork.bufs / sizeof h->cork.bufs[0])
+        flush_client(s);
+    char *size = h->cork.sizes[h->cork.nsizes++];
+    int n = snprintf(size, sizeof h->cork.sizes[0], "%zx\r\n", len);
+    cork_add(s, size, (size_t)n);
+    cork_add(s, buf, len);
+    cork_add(s, "\r\n", 2);
 }
 
 static const char *const framing_headers[] = {"Content-Length", NULL};
@@ -140,8 +185,15 @@ static int resp_headers_complete(llhttp_t *p)
         free(storage);
         return -1;
     }
-    write_client(s, o.data, o.len);
-    free(storage);
+    if (h->cork.on) {
+        if (h->cork.owned)
+            flush_client(s);
+        h->cork.owned = storage; /* freed once the cork is flushed */
+        write_client(s, o.data, o.len);
+    } else {
+        write_client(s, o.data, o.len);
+        free(storage);
+    }
     return ret;
 }
 
@@ -151,9 +203,7 @@ static int resp_body(llhttp_t *p, const char *at, size_t len)
     http_state *h = state(s);
     if (h->response_chunked) {
         h->resp_bytes += len;
-        write_chunk(&s->client, at, len);
-        if (s->client.queued > LEG_HIGH_WATER)
-            leg_set_backpressure(&s->origin, true);
+        write_client_chunk(s, at, len);
     } else {
         write_client(s, at, len);
     }
@@ -257,7 +307,10 @@ void http_origin_data(session *s, const char *buf, ssize_t n)
         session_abort(s, reason);
         return;
     }
+    h->cork.on = true;
     llhttp_errno_t err = llhttp_execute(&h->resp, buf, (size_t)n);
+    h->cork.on = false;
+    flush_client(s);
     if (s->ending || s->st != h)
         return;
     const char *pos = llhttp_get_error_pos(&h->resp);

@@ -54,6 +54,17 @@ typedef struct http_state {
     uint64_t req_body_bytes, resp_bytes;
     int status;
 
+    /* What one read from the origin produces for the client (head, body pieces, chunk
+     * framing), sent in one write when the read is done. */
+    struct {
+        uv_buf_t bufs[12];
+        unsigned n;
+        char sizes[4][24]; /* chunk size lines */
+        unsigned nsizes;
+        char *owned; /* the rewritten response head */
+        bool on;
+    } cork;
+
     char origin_key[272]; /* host:port of the open origin connection */
     bool origin_ready;    /* the origin leg is connected and idle or in use by us */
     bool auth_pending;
