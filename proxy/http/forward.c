@@ -411,6 +411,7 @@ void http_forward(session *s)
     }
     h->origin_ready = false;
     h->sent_on_reused = false;
+    session_deadline_stop(s); /* the connect has its own deadline */
     reconnect(s);
 }
 

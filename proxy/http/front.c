@@ -200,6 +200,8 @@ static void prepare_local(session *s, int status, const char *reason, const char
 {
     http_state *h = state(s);
     h->kind = REQ_LOCAL;
+    /* The rest of the request (its body) is read before the answer: that too has a deadline. */
+    session_deadline(s, (uint64_t)s->w->shared->cfg.header_timeout_s * 1000);
     h->local_status = status;
     h->local_reason = reason;
     h->local_type = type;
@@ -762,7 +764,9 @@ static void dispatch(session *s)
 {
     http_state *h = state(s);
     const http_head *hd = &h->head;
-    session_deadline_stop(s);
+    /* Authentication, policy and the origin are still to come: a credential check stuck in its
+     * pool must not hold the connection forever. */
+    session_deadline(s, (uint64_t)s->w->shared->cfg.header_timeout_s * 1000);
     s->idle = false;
     h->kind = REQ_WAIT;
     snprintf(h->method, sizeof h->method, "%s",
@@ -908,7 +912,13 @@ static void on_deadline(session *s)
         session_end(s); /* an idle keep-alive connection: nothing to log */
         return;
     }
-    http_answer(s, 408, "Request Timeout", "request head not complete within %d s\n",
+    if (h->auth_pending) {
+        http_answer(s, 503, "Service Unavailable",
+                    "the credential check did not finish within %d s\n",
+                    s->w->shared->cfg.header_timeout_s);
+        return;
+    }
+    http_answer(s, 408, "Request Timeout", "request not complete within %d s\n",
                 s->w->shared->cfg.header_timeout_s);
 }
 
