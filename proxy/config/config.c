@@ -54,6 +54,7 @@ static const key_spec keys[] = {
     {"tls", "verify_upstream", K_BOOL, F(verify_upstream), 0, 0},
     {"tls", "leaf_cache_size", K_INT, F(leaf_cache_size), 1, 10000000},
     {"tls", "crl_url", K_STR, F(crl_url), 0, 0},
+    {"tls", "http2", K_BOOL, F(http2), 0, 0},
     {"policy", "file", K_PATH, F(policy_file), 0, 0},
     {"policy", "default", K_DEFAULT, F(policy_default_allow), 0, 0},
     {"admin", "listen", K_ADDR_OPT, F(admin), 0, 0},
@@ -94,6 +95,7 @@ void config_defaults(config *cfg)
              "/etc/ssl/certs/ca-certificates.crt");
     cfg->verify_upstream = true;
     cfg->leaf_cache_size = 10000;
+    cfg->http2 = true;
     cfg->policy_default_allow = false;
     config_parse_addr("127.0.0.1:8082", &cfg->admin);
     cfg->admin_enabled = true;

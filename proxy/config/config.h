@@ -42,6 +42,7 @@ typedef struct {
     bool verify_upstream;
     int leaf_cache_size;
     char crl_url[CONFIG_MAX_PATH];
+    bool http2; /* offer h2 on intercepted client connections */
 
     char policy_file[CONFIG_MAX_PATH];
     bool policy_default_allow;

@@ -14,6 +14,8 @@
 #include "worker.h"
 
 static const unsigned char alpn_http11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+static const unsigned char alpn_h2_http11[] = {2,   'h', '2', 8,   'h', 't',
+                                               't', 'p', '/', '1', '.', '1'};
 
 static const char *tls_name(session *s)
 {
@@ -71,6 +73,17 @@ bool tls_origin_alpn_other(session *s)
     return s->origin_alpn_other;
 }
 
+bool tls_origin_h2(session *s)
+{
+    tls_leg *t = tls_leg_of(&s->origin);
+    if (!t || !t->handshake_done)
+        return false;
+    const unsigned char *proto;
+    unsigned int plen;
+    SSL_get0_alpn_selected(t->ssl, &proto, &plen);
+    return plen == 2 && memcmp(proto, "h2", 2) == 0;
+}
+
 void tls_origin_open(session *s, void (*done)(session *s, bool ok))
 {
     shared_state *sh = s->w->shared;
@@ -91,7 +104,12 @@ void tls_origin_open(session *s, void (*done)(session *s, bool ok))
             X509_VERIFY_PARAM_set1_host(param, name, 0);
         }
     }
-    if (s->client_offers_http11)
+    /* The origin is offered what the client offered (h2 only while the client may get it). */
+    if (s->client_offers_h2 && s->client_offers_http11)
+        SSL_set_alpn_protos(ssl, alpn_h2_http11, sizeof alpn_h2_http11);
+    else if (s->client_offers_h2)
+        SSL_set_alpn_protos(ssl, alpn_h2_http11, 3);
+    else if (s->client_offers_http11)
         SSL_set_alpn_protos(ssl, alpn_http11, sizeof alpn_http11);
     tls_session_cache_apply(s, ssl);
     if (tls_leg_attach(&s->origin, ssl, on_handshake) != 0) {
