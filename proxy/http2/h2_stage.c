@@ -207,6 +207,11 @@ static void stream_free(session *s, h2_stream *st)
         txn_log_stream(s, &st->t);
     }
     txn_free(&st->t);
+    /* Bytes still buffered were never delivered: their connection windows reopen now. */
+    if (hs->client)
+        h2_conn_consume(hs->client, st->cid, st->req.len - st->req.off);
+    if (hs->origin && !st->local && st->oid > 0)
+        h2_conn_consume(hs->origin, st->oid, st->resp.len - st->resp.off);
     if (st->origin_open && hs->origin) {
         nghttp2_session_set_stream_user_data(h2_conn_session(hs->origin), st->oid, NULL);
         nghttp2_submit_rst_stream(h2_conn_session(hs->origin), NGHTTP2_FLAG_NONE, st->oid,

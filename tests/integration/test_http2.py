@@ -15,6 +15,7 @@ import ssl
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -129,6 +130,51 @@ def stream_lines(proxy, path_part):
     return [e for e in proxy.log_lines() if path_part in (e.get("url") or "")]
 
 
+class ConnectForwarder:
+    """A loopback port whose every connection is a CONNECT through the proxy to port."""
+
+    def __init__(self, proxy, port):
+        self.listener = socket.socket()
+        self.listener.bind((HOST, 0))
+        self.listener.listen(8)
+        self.port = self.listener.getsockname()[1]
+        self.accepted = 0
+        self.proxy, self.target = proxy, port
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            upstream = harness.connect_tunnel(self.proxy, "localhost", self.target)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst):
+        try:
+            src.settimeout(60)
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            try:
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.listener.close()
+
+
 # ---- raw frames --------------------------------------------------------------------------
 
 def frame(ftype, flags, stream, payload=b""):
@@ -164,6 +210,7 @@ def read_frames(tls, until_goaway=True, limit=20.0):
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         try:
+            tls.settimeout(max(0.05, deadline - time.monotonic()))
             chunk = tls.recv(65536)
         except (socket.timeout, ssl.SSLError, ConnectionError, OSError):
             break
@@ -221,17 +268,8 @@ class Http2Through(unittest.TestCase):
                 self.assertEqual(entry["bytes_from_server"], SIZES[name])
                 self.assertTrue(entry["intercepted"])
 
-    def test_concurrent_streams_with_nghttp(self):
+    def test_concurrent_streams_with_curl(self):
         urls = [f"{self.base}/small?n={i}" for i in range(20)] + [f"{self.base}/large?n=big"]
-        proc = subprocess.run(
-            ["nghttp", "-n", "-s", "-v", f"--trust-ca={self.proxy.ca_cert}"]
-            if False else ["true"], capture_output=True)
-        del proc
-        # nghttp has no proxy option: reach the proxy with curl's parallel mode instead, and
-        # let nghttp check the origin directly so both tools are known to agree on it.
-        direct = subprocess.run(["nghttp", "-ns", f"{self.base}/small"], capture_output=True,
-                                timeout=30)
-        self.assertEqual(direct.returncode, 0, direct.stderr)
         args = []
         for url in urls:
             args += ["-o", "/dev/null", "-w", "%{http_code} %{http_version} %{size_download}\\n",
@@ -239,8 +277,7 @@ class Http2Through(unittest.TestCase):
         proc = harness.curl("--http2", "--parallel", "--parallel-max", "30", "--cacert",
                             self.proxy.ca_cert, *args, proxy=self.proxy.url, timeout=60)
         self.assertEqual(proc.returncode, 0, proc.stderr)
-        lines = proc.stdout.decode().split("\n")
-        results = [l.split() for l in lines if l]
+        results = [line.split() for line in proc.stdout.decode().split("\n") if line]
         self.assertEqual(len(results), len(urls))
         for code, version, size in results:
             self.assertEqual((code, version), ("200", "2"))
@@ -248,8 +285,25 @@ class Http2Through(unittest.TestCase):
         for i in range(20):
             self.proxy.wait_log(lambda e, i=i: e.get("url", "").endswith(f"/small?n={i}")
                                 and e.get("http_version") == "2")
-        # One client connection carried them all: a single CONNECT line for it.
-        time.sleep(0.2)
+
+    def test_concurrent_streams_with_nghttp(self):
+        # nghttp speaks to a local port that forwards through CONNECT (it has no proxy option).
+        forward = ConnectForwarder(self.proxy, ORIGIN.h2_port)
+        self.addCleanup(forward.close)
+        base = f"https://localhost:{forward.port}"
+        urls = [f"{base}/small?nghttp={i}" for i in range(30)] + [f"{base}/large?nghttp=big"]
+        proc = subprocess.run(["nghttp", "-n", "-s", "-m", "1", *urls], capture_output=True,
+                              timeout=60)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        for i in range(30):
+            entry = self.proxy.wait_log(
+                lambda e, i=i: e.get("url", "").endswith(f"/small?nghttp={i}"))
+            self.assertEqual((entry["status"], entry["http_version"]), (200, "2"))
+            self.assertEqual(entry["bytes_from_server"], SIZES["small"])
+        big = self.proxy.wait_log(lambda e: e.get("url", "").endswith("/large?nghttp=big"))
+        self.assertEqual(big["bytes_from_server"], SIZES["large"])
+        # All of them were streams of one client connection.
+        self.assertEqual(forward.accepted, 1)
 
     def test_request_body_round_trip(self):
         data = os.urandom(3 * 1024 * 1024)
@@ -333,6 +387,40 @@ class Http2Through(unittest.TestCase):
         proc = curl_h2(proxy, f"{self.base}/small", "-w", "%{http_version}")
         self.assertEqual(proc.returncode, 0, proc.stderr)
         self.assertEqual(proc.stdout[-3:], b"1.1")
+
+
+class ConnectionLifetime(unittest.TestCase):
+    """GOAWAY on a graceful stop and after the idle timeout."""
+
+    def test_stop_sends_goaway_and_lets_the_open_stream_finish(self):
+        proxy = harness.Handoff(policy_text=INTERCEPT, proxy={"drain_timeout_s": "10"})
+        self.addCleanup(proxy.close)
+        tls = h2_socket(proxy)
+        self.addCleanup(tls.close)
+        # The response is held by flow control (64 KiB windows) when the stop begins.
+        tls.sendall(PREFACE + frame(4, 0, 0) + frame(1, 0x5, 1, request_block(b"/large")))
+        first = read_frames(tls, until_goaway=False, limit=1)
+        proxy.signal(signal.SIGTERM)
+        frames = first + read_frames(tls, limit=5)
+        self.assertEqual(goaway_code(frames), 0, f"no graceful GOAWAY: {frames[-3:]}")
+        increment = struct.pack(">I", 0x7FFF0000)
+        tls.sendall(frame(8, 0, 0, increment) + frame(8, 0, 1, increment))
+        frames += read_frames(tls, until_goaway=False, limit=5)
+        data = b"".join(p for t, _, sid, p in frames if t == 0 and sid == 1)
+        self.assertEqual(hashlib.sha256(data).hexdigest(), ORIGIN.digests["large"])
+        self.assertTrue(any(t == 0 and sid == 1 and f & 1 for t, f, sid, _ in frames))
+        self.assertEqual(proxy.process.proc.wait(15), 0)
+
+    def test_idle_connection_gets_goaway(self):
+        proxy = harness.Handoff(policy_text=INTERCEPT, proxy={"idle_timeout_s": "1"})
+        self.addCleanup(proxy.close)
+        tls = h2_socket(proxy)
+        self.addCleanup(tls.close)
+        tls.sendall(PREFACE + frame(4, 0, 0))
+        started = time.monotonic()
+        frames = read_frames(tls, limit=10)
+        self.assertEqual(goaway_code(frames), 0)
+        self.assertLess(time.monotonic() - started, 5)
 
 
 class HostileClients(unittest.TestCase):
