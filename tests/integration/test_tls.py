@@ -466,9 +466,10 @@ class InterceptHttpsTest(unittest.TestCase):
 
 class AlpnTowardsOriginTest(unittest.TestCase):
     def test_origin_offering_h2_still_speaks_http_1_1_with_the_client(self):
-        # The origin prefers h2; the proxy must not offer it h2, nor the client.
+        # The origin prefers h2; with [tls] http2 = no the proxy must not offer it h2, nor the
+        # client (with HTTP/2 on, test_http2 covers h2 on both legs).
         server = start_tls_origin(self, alpn=("h2", "http/1.1"))
-        proxy = start_proxy(self, INTERCEPT_WITH_HANDOFF)
+        proxy = start_proxy(self, INTERCEPT_WITH_HANDOFF, tls={"http2": "no"})
         proc = harness.curl("--http2", "--cacert", proxy.ca_cert, "-w", "\n%{http_version}",
                             f"https://localhost:{server.port}/", proxy=proxy.url)
         self.assertEqual(proc.returncode, 0, proc.stderr)
