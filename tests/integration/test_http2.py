@@ -470,8 +470,11 @@ class HostileClients(unittest.TestCase):
                 out.append(frame(3, 0, sid, struct.pack(">I", 8)))  # RST_STREAM CANCEL
             tls.sendall(b"".join(out))
         self.assertEqual(goaway_code(self.attack(send)), ENHANCE_YOUR_CALM)
-        # Far fewer than 2000 streams reached the origin (or the log).
+        # Far fewer than 2000 streams reached the origin (or the log), and the connection's
+        # line says which limit ended it.
         self.assertLess(len(stream_lines(self.proxy, "/small")), 600)
+        line = self.proxy.wait_log(lambda e: "rapid reset" in (e.get("error") or ""))
+        self.assertEqual(line["method"], "CONNECT")
 
     def test_continuation_flood(self):
         def send(tls):
