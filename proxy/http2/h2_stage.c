@@ -10,48 +10,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "h1_origin.h"
 #include "h2_conn.h"
+#include "h2_internal.h"
 #include "session.h"
+#include "tls_origin.h"
 #include "url.h"
 #include "verdict.h"
 #include "worker.h"
 
 #define H2_TICK_MS 1000
 
-typedef struct {
-    char *p;
-    size_t len, off, cap;
-} bytes;
-
-typedef struct {
-    nghttp2_nv *nv;
-    size_t n;
-    char *mem;
-} headers;
-
-typedef struct h2_stream h2_stream;
-struct h2_stream {
-    h2_stream *prev, *next;
-    session *s;
-    int32_t cid, oid; /* client and origin stream ids (oid 0: not forwarded) */
-    txn t;            /* this stream's access-log line */
-    bytes req, resp;  /* body bytes on their way */
-    bool req_end, resp_end;
-    headers req_trailers, resp_trailers;
-    bool origin_open;    /* oid is a live stream of the origin connection */
-    bool resp_submitted; /* the response head went to the client */
-    bool local;          /* answered by the proxy */
-};
-
-typedef struct {
-    h2_conn *client, *origin;
-    h2_stream *streams;
-    unsigned nstreams;
-    uint64_t last_activity_ms;
-    bool origin_gone; /* the origin connection ended: new streams get 502 */
-    bool goaway_sent; /* a graceful GOAWAY went to the client */
-    bool pumping;
-} h2_state;
+extern const stage h2_stage;
 
 static h2_state *state(session *s)
 {
@@ -65,7 +35,7 @@ static uint64_t now(session *s)
 
 /* ---- small helpers ---- */
 
-static int bytes_add(bytes *b, const uint8_t *p, size_t n)
+int h2_bytes_add(bytes *b, const uint8_t *p, size_t n)
 {
     if (b->off && b->off == b->len)
         b->off = b->len = 0;
@@ -161,8 +131,10 @@ static ssize_t pull(bytes *b, bool end, headers *trailers, nghttp2_session *ng, 
     size_t n = have < length ? have : length;
     if (n == 0 && !end)
         return NGHTTP2_ERR_DEFERRED;
-    memcpy(buf, b->p + b->off, n);
-    b->off += n;
+    if (n) {
+        memcpy(buf, b->p + b->off, n);
+        b->off += n;
+    }
     *counted += n;
     /* The bytes are now framed for the other leg: the sender may send as many again. */
     if (source && sid > 0)
@@ -193,8 +165,11 @@ static ssize_t pull_response(nghttp2_session *ng, int32_t id, uint8_t *buf, size
     (void)ud;
     h2_stream *st = src->ptr;
     h2_state *hs = state(st->s);
-    return pull(&st->resp, st->resp_end, &st->resp_trailers, ng, id, buf, length, flags,
-                st->local ? NULL : hs->origin, st->oid, &st->t.bytes_from_server);
+    ssize_t n = pull(&st->resp, st->resp_end, &st->resp_trailers, ng, id, buf, length, flags,
+                     st->local ? NULL : hs->origin, st->oid, &st->t.bytes_from_server);
+    if (n > 0 && st->h1)
+        h1_response_pulled(st);
+    return n;
 }
 
 /* ---- streams ---- */
@@ -212,6 +187,8 @@ static void stream_free(session *s, h2_stream *st)
         h2_conn_consume(hs->client, st->cid, st->req.len - st->req.off);
     if (hs->origin && !st->local && st->oid > 0)
         h2_conn_consume(hs->origin, st->oid, st->resp.len - st->resp.off);
+    if (st->h1)
+        h1_stream_gone(st);
     if (st->origin_open && hs->origin) {
         nghttp2_session_set_stream_user_data(h2_conn_session(hs->origin), st->oid, NULL);
         nghttp2_submit_rst_stream(h2_conn_session(hs->origin), NGHTTP2_FLAG_NONE, st->oid,
@@ -245,7 +222,7 @@ static void answer(session *s, h2_stream *st, int status, const char *body)
         {(uint8_t *)":status", (uint8_t *)code, 7, strlen(code), NGHTTP2_NV_FLAG_NONE},
         {(uint8_t *)"content-type", (uint8_t *)"text/plain", 12, 10, NGHTTP2_NV_FLAG_NONE},
     };
-    if (bytes_add(&st->resp, (const uint8_t *)body, strlen(body)) != 0) {
+    if (h2_bytes_add(&st->resp, (const uint8_t *)body, strlen(body)) != 0) {
         nghttp2_submit_rst_stream(h2_conn_session(hs->client), NGHTTP2_FLAG_NONE, st->cid,
                                   NGHTTP2_INTERNAL_ERROR);
         return;
@@ -347,6 +324,14 @@ static void on_request(session *s, int32_t id, const nghttp2_nv *nv, size_t n, b
         answer(s, st, 502, body);
         return;
     }
+    if (hs->h1) {
+        if (h1_pool_start(hs->h1, st, nv, n, end_stream) != 0) {
+            st->t.action = "error";
+            st->t.error = strdup("cannot open a connection to the origin");
+            answer(s, st, 502, "cannot open a connection to the origin\n");
+        }
+        return;
+    }
     nghttp2_data_provider prov = {.source.ptr = st, .read_callback = pull_request};
     int32_t oid = nghttp2_submit_request(h2_conn_session(hs->origin), NULL, nv, n,
                                          end_stream ? NULL : &prov, st);
@@ -358,6 +343,58 @@ static void on_request(session *s, int32_t id, const nghttp2_nv *nv, size_t n, b
     }
     st->oid = oid;
     st->origin_open = true;
+}
+
+/* ---- what the HTTP/1.1 origin side reports (h2_internal.h) ---- */
+
+void h2_stream_response_head(h2_stream *st, const nghttp2_nv *nv, size_t n, bool end)
+{
+    session *s = st->s;
+    int code = 0;
+    for (size_t i = 0; i < n; i++)
+        if (nv_is(&nv[i], ":status"))
+            code = atoi((const char *)nv[i].value);
+    st->t.status = code;
+    st->resp_submitted = true;
+    st->resp_end = end;
+    nghttp2_data_provider prov = {.source.ptr = st, .read_callback = pull_response};
+    nghttp2_submit_response(h2_conn_session(state(s)->client), st->cid, nv, n, end ? NULL : &prov);
+}
+
+void h2_stream_response_data(h2_stream *st, const uint8_t *p, size_t n, bool end)
+{
+    session *s = st->s;
+    if (n && h2_bytes_add(&st->resp, p, n) != 0) {
+        h2_stream_origin_failed(st, "out of memory");
+        return;
+    }
+    if (end)
+        st->resp_end = true;
+    nghttp2_session_resume_data(h2_conn_session(state(s)->client), st->cid);
+}
+
+void h2_stream_request_consumed(h2_stream *st, size_t n)
+{
+    st->t.bytes_from_client += n;
+    h2_conn_consume(state(st->s)->client, st->cid, n);
+}
+
+void h2_stream_origin_failed(h2_stream *st, const char *why)
+{
+    session *s = st->s;
+    if (!st->t.error) {
+        st->t.action = "error";
+        st->t.error = strdup(why);
+    }
+    if (!st->resp_submitted) {
+        char body[300];
+        snprintf(body, sizeof body, "%s\n", why);
+        answer(s, st, 502, body);
+        return;
+    }
+    if (!st->resp_end)
+        nghttp2_submit_rst_stream(h2_conn_session(state(s)->client), NGHTTP2_FLAG_NONE, st->cid,
+                                  NGHTTP2_INTERNAL_ERROR);
 }
 
 /* ---- events of the client connection ---- */
@@ -374,7 +411,9 @@ static void client_headers(void *ud, int32_t id, const nghttp2_nv *nv, size_t n,
     /* Trailers (gRPC): they end the request body. */
     if (!st->local && !st->req_end && headers_copy(&st->req_trailers, nv, n) == 0) {
         st->req_end = true;
-        if (st->origin_open)
+        if (st->h1)
+            h1_request_more(st);
+        else if (st->origin_open)
             nghttp2_session_resume_data(h2_conn_session(state(s)->origin), st->oid);
     }
 }
@@ -384,17 +423,20 @@ static void client_data(void *ud, int32_t id, const uint8_t *p, size_t len)
     session *s = ud;
     h2_state *hs = state(s);
     h2_stream *st = by_client(s, id);
-    if (!st || !st->origin_open) {
+    if (!st || (!st->origin_open && !st->h1)) {
         /* Nobody takes these bytes: the window reopens at once. */
         h2_conn_consume(hs->client, id, len);
         return;
     }
-    if (bytes_add(&st->req, p, len) != 0) {
+    if (h2_bytes_add(&st->req, p, len) != 0) {
         nghttp2_submit_rst_stream(h2_conn_session(hs->client), NGHTTP2_FLAG_NONE, id,
                                   NGHTTP2_INTERNAL_ERROR);
         return;
     }
-    nghttp2_session_resume_data(h2_conn_session(hs->origin), st->oid);
+    if (st->h1)
+        h1_request_more(st);
+    else
+        nghttp2_session_resume_data(h2_conn_session(hs->origin), st->oid);
 }
 
 static void client_end(void *ud, int32_t id)
@@ -404,7 +446,9 @@ static void client_end(void *ud, int32_t id)
     if (!st)
         return;
     st->req_end = true;
-    if (st->origin_open)
+    if (st->h1)
+        h1_request_more(st);
+    else if (st->origin_open)
         nghttp2_session_resume_data(h2_conn_session(state(s)->origin), st->oid);
 }
 
@@ -470,7 +514,7 @@ static void origin_data(void *ud, int32_t id, const uint8_t *p, size_t len)
         h2_conn_consume(hs->origin, id, len);
         return;
     }
-    if (bytes_add(&st->resp, p, len) != 0) {
+    if (h2_bytes_add(&st->resp, p, len) != 0) {
         nghttp2_submit_rst_stream(h2_conn_session(hs->origin), NGHTTP2_FLAG_NONE, id,
                                   NGHTTP2_INTERNAL_ERROR);
         return;
@@ -581,6 +625,13 @@ static void pump(session *s)
     }
 }
 
+void h2_stage_pump(session *s)
+{
+    if (s->ending || s->stage != &h2_stage)
+        return;
+    pump(s);
+}
+
 static void fail_connection(session *s, h2_conn *c, bool client)
 {
     const char *why = h2_conn_error(c);
@@ -638,6 +689,8 @@ static void h2_on_deadline(session *s)
         session_end(s);
         return;
     }
+    if (hs->h1)
+        h1_pool_tick(hs->h1, now(s), idle_ms);
     session_deadline(s, H2_TICK_MS);
     pump(s);
 }
@@ -647,14 +700,29 @@ static void h2_enter(session *s, const char *replay, size_t len)
     h2_state *hs = state(s);
     size_t max_header = (size_t)s->w->shared->cfg.max_header_bytes;
     hs->client = h2_conn_new(true, max_header, &client_events, s);
-    hs->origin = h2_conn_new(false, max_header, &origin_events, s);
-    if (!hs->client || !hs->origin) {
+    bool origin_h2 = !s->upstream_error && tls_origin_h2(s);
+    if (origin_h2) {
+        hs->origin = h2_conn_new(false, max_header, &origin_events, s);
+    } else if (!s->upstream_error) {
+        /* The origin chose HTTP/1.1: streams get connections of their own to the address
+         * the origin leg reached, which is then closed. */
+        struct sockaddr_storage addr;
+        int alen = sizeof addr;
+        if (uv_tcp_getpeername(&s->origin.tcp, (struct sockaddr *)&addr, &alen) == 0)
+            hs->h1 = h1_pool_new(s, (struct sockaddr *)&addr);
+        else
+            hs->origin_gone = true;
+        leg_close_graceful(&s->origin);
+    }
+    if (!hs->client || (origin_h2 && !hs->origin) ||
+        (!origin_h2 && !s->upstream_error && !hs->h1 && !hs->origin_gone)) {
         session_abort(s, "out of memory");
         return;
     }
     hs->last_activity_ms = now(s);
     leg_want_read(&s->client, true);
-    leg_want_read(&s->origin, !s->upstream_error);
+    if (origin_h2)
+        leg_want_read(&s->origin, true);
     if (s->upstream_error)
         hs->origin_gone = true;
     session_deadline(s, H2_TICK_MS);
@@ -675,6 +743,8 @@ static void h2_leave(session *s)
         }
         stream_free(s, st);
     }
+    h1_pool_free(hs->h1);
+    hs->h1 = NULL;
     h2_conn_free(hs->client);
     h2_conn_free(hs->origin);
     hs->client = hs->origin = NULL;

@@ -29,9 +29,10 @@ static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outle
         return SSL_TLSEXT_ERR_NOACK;
     unsigned char *sel;
     unsigned char sellen;
-    /* h2 when the origin agreed to h2 (SPEC 6.1: streams map one to one onto its connection);
-     * otherwise http/1.1, and only when the origin agreed to it or to nothing. */
-    if (s->client_offers_h2 && tls_origin_h2(s)) {
+    /* h2 when the origin agreed to h2 (streams map one to one onto its connection) or to
+     * http/1.1 or nothing (a connection per concurrent stream); otherwise http/1.1, and only
+     * when the origin agreed to it or to nothing. */
+    if (s->client_offers_h2 && (tls_origin_h2(s) || !s->origin_alpn_other)) {
         if (SSL_select_next_proto(&sel, &sellen, alpn_h2, sizeof alpn_h2, in, inlen) ==
             OPENSSL_NPN_NEGOTIATED) {
             *out = sel;

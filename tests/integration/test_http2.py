@@ -54,8 +54,11 @@ http {{
         location /put/ {{ dav_methods PUT; create_full_put_path on; }}
         location = /trailer {{ add_trailer x-check done always; return 200 "with trailer\\n"; }}
     }}
+    log_format conn "$connection $request";
     server {{
         listen {host}:{h1_port} ssl;
+        access_log {dir}/h1.log conn;
+        location /put/ {{ dav_methods PUT; create_full_put_path on; }}
         ssl_certificate {cert};
         ssl_certificate_key {key};
     }}
@@ -317,7 +320,8 @@ class Http2Through(unittest.TestCase):
         got = curl_h2(self.proxy, f"{self.base}/put/up.bin")
         self.assertEqual(got.returncode, 0, got.stderr)
         self.assertEqual(hashlib.sha256(got.stdout).hexdigest(), hashlib.sha256(data).hexdigest())
-        entry = self.proxy.wait_log(lambda e: e.get("method") == "PUT")
+        entry = self.proxy.wait_log(lambda e: e.get("method") == "PUT"
+                                    and e.get("url", "").endswith("/put/up.bin"))
         self.assertEqual(entry["bytes_from_client"], len(data))
         self.assertEqual(entry["http_version"], "2")
 
@@ -363,15 +367,57 @@ class Http2Through(unittest.TestCase):
         self.assertEqual(denied["status"], 403)
         self.assertEqual(denied["http_version"], "2")
 
-    def test_http11_only_origin_keeps_http11(self):
-        proc = curl_h2(self.proxy, f"https://localhost:{ORIGIN.h1_port}/small", "-w",
-                       "%{http_version}")
+    def h1_origin_connections(self, marker):
+        with open(os.path.join(ORIGIN.dir, "h1.log")) as f:
+            return {line.split()[0] for line in f if marker in line}
+
+    def test_http11_origin_behind_h2_client(self):
+        base = f"https://localhost:{ORIGIN.h1_port}"
+        # Sequential requests on one h2 connection reuse one kept-alive origin connection.
+        args = []
+        for i in range(5):
+            args += ["-o", "/dev/null", "-w", "%{http_code} %{http_version} %{size_download}\\n",
+                     f"{base}/large?seq={i}"]
+        proc = harness.curl("--http2", "--cacert", self.proxy.ca_cert, *args,
+                            proxy=self.proxy.url, timeout=60)
         self.assertEqual(proc.returncode, 0, proc.stderr)
-        self.assertEqual(proc.stdout[-3:], b"1.1")
-        self.assertEqual(hashlib.sha256(proc.stdout[:-3]).hexdigest(), ORIGIN.digests["small"])
-        entry = self.proxy.wait_log(
-            lambda e: e.get("url", "").endswith(f":{ORIGIN.h1_port}/small"))
-        self.assertNotEqual(entry.get("http_version"), "2")
+        self.assertEqual(proc.stdout.decode().split("\n")[:5],
+                         [f"200 2 {SIZES['large']}"] * 5)
+        for i in range(5):
+            entry = self.proxy.wait_log(lambda e, i=i: e.get("url", "").endswith(f"?seq={i}"))
+            self.assertEqual((entry["status"], entry["http_version"]), (200, "2"))
+            self.assertEqual(entry["bytes_from_server"], SIZES["large"])
+        harness.wait_until(lambda: len(self.h1_origin_connections("seq=")) >= 1, 5)
+        self.assertEqual(len(self.h1_origin_connections("seq=")), 1)
+        # Concurrent streams get connections of their own; bodies arrive intact.
+        proc = curl_h2(self.proxy, f"{base}/small")
+        self.assertEqual(hashlib.sha256(proc.stdout).hexdigest(), ORIGIN.digests["small"])
+        args = []
+        for i in range(8):
+            args += ["-o", "/dev/null", "-w", "%{http_code} %{http_version} %{size_download}\\n",
+                     f"{base}/large?par={i}"]
+        proc = harness.curl("--http2", "--parallel", "--parallel-max", "8", "--cacert",
+                            self.proxy.ca_cert, *args, proxy=self.proxy.url, timeout=60)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(sorted(proc.stdout.decode().split("\n")[:8]),
+                         [f"200 2 {SIZES['large']}"] * 8)
+        harness.wait_until(lambda: len(self.h1_origin_connections("par=")) >= 1, 5)
+        self.assertGreater(len(self.h1_origin_connections("par=")), 1)
+
+    def test_http11_origin_request_body_round_trip(self):
+        base = f"https://localhost:{ORIGIN.h1_port}"
+        data = os.urandom(2 * 1024 * 1024 + 17)
+        path = os.path.join(tempfile.mkdtemp(prefix="handoff-h2-body-"), "upload")
+        self.addCleanup(shutil.rmtree, os.path.dirname(path), True)
+        with open(path, "wb") as f:
+            f.write(data)
+        put = curl_h2(self.proxy, f"{base}/put/h1.bin", "-T", path, "-w", "%{http_code}")
+        self.assertEqual(put.returncode, 0, put.stderr)
+        self.assertIn(put.stdout[-3:], (b"201", b"204"))
+        got = curl_h2(self.proxy, f"{base}/put/h1.bin", "-w", "%{http_version}")
+        self.assertEqual(got.stdout[-1:], b"2")
+        self.assertEqual(hashlib.sha256(got.stdout[:-1]).hexdigest(),
+                         hashlib.sha256(data).hexdigest())
 
     def test_http2_off_in_config_means_http11(self):
         proxy = harness.Handoff(policy_text=INTERCEPT, tls={"http2": "no"})
