@@ -678,13 +678,15 @@ static void h2_on_deadline(session *s)
     h2_state *hs = state(s);
     uint64_t idle_ms = (uint64_t)s->w->shared->cfg.idle_timeout_s * 1000;
     bool stopping = atomic_load(&s->w->shared->stopping);
-    if (!hs->goaway_sent &&
-        (stopping || (hs->nstreams == 0 && now(s) - hs->last_activity_ms >= idle_ms))) {
+    /* Idle means no byte from either side, streams open or not: a client that never opens
+     * its windows holds nothing for longer than idle_timeout_s. */
+    if (!hs->goaway_sent && (stopping || now(s) - hs->last_activity_ms >= idle_ms)) {
         /* Graceful: open streams finish, new ones are refused by the client itself. */
         hs->goaway_sent = true;
         h2_conn_goaway(hs->client, NGHTTP2_NO_ERROR);
         if (!stopping)
-            txn_note(s, "idle for %d s", s->w->shared->cfg.idle_timeout_s);
+            txn_note(s, "idle for %d s with %u streams open", s->w->shared->cfg.idle_timeout_s,
+                     hs->nstreams);
     } else if (hs->goaway_sent && now(s) - hs->last_activity_ms >= idle_ms) {
         session_end(s);
         return;

@@ -469,6 +469,24 @@ class ConnectionLifetime(unittest.TestCase):
         self.assertLess(time.monotonic() - started, 5)
 
 
+    def test_client_that_never_opens_its_windows_is_ended_when_idle(self):
+        proxy = harness.Handoff(policy_text=INTERCEPT, proxy={"idle_timeout_s": "2"})
+        self.addCleanup(proxy.close)
+        tls = h2_socket(proxy)
+        self.addCleanup(tls.close)
+        # Ten large responses, and windows that never reopen after the first 64 KiB.
+        tls.sendall(PREFACE + frame(4, 0, 0) + b"".join(
+            frame(1, 0x5, 1 + 2 * i, request_block(b"/large")) for i in range(10)))
+        started = time.monotonic()
+        frames = read_frames(tls, limit=10)
+        self.assertEqual(goaway_code(frames), 0)
+        self.assertLess(time.monotonic() - started, 8)
+        received = sum(len(p) for t, _, _, p in frames if t == 0)
+        self.assertLessEqual(received, 65535)
+        proc = curl_h2(proxy, f"https://localhost:{ORIGIN.h2_port}/small")
+        self.assertEqual(hashlib.sha256(proc.stdout).hexdigest(), ORIGIN.digests["small"])
+
+
 class HostileClients(unittest.TestCase):
     """Each attack ends its connection with GOAWAY; a good client meanwhile is served."""
 
@@ -551,6 +569,38 @@ class HostileClients(unittest.TestCase):
         def send(tls):
             tls.sendall(PREFACE + b"".join(frame(4, 0, 0) for _ in range(5000)))
         self.assertEqual(goaway_code(self.attack(send)), ENHANCE_YOUR_CALM)
+
+    def test_priority_flood(self):
+        def send(tls):
+            priority = struct.pack(">IB", 0, 16)
+            tls.sendall(PREFACE + frame(4, 0, 0) +
+                        b"".join(frame(2, 0, 1 + 2 * i, priority) for i in range(5000)))
+        self.assertEqual(goaway_code(self.attack(send)), ENHANCE_YOUR_CALM)
+
+    def test_empty_data_flood(self):
+        def send(tls):
+            tls.sendall(PREFACE + frame(4, 0, 0) +
+                        frame(1, 0x4, 1, request_block(b"/put/empty.bin")) +
+                        b"".join(frame(0, 0, 1) for _ in range(5000)))
+        self.assertEqual(goaway_code(self.attack(send)), ENHANCE_YOUR_CALM)
+
+    def test_connect_inside_h2_is_refused_on_its_stream(self):
+        tls = h2_socket(self.proxy)
+        try:
+            block = literal(b":method", b"CONNECT") + literal(b":authority", b"example.test:443")
+            tls.sendall(PREFACE + frame(4, 0, 0) + frame(1, 0x4, 1, block) +
+                        frame(1, 0x5, 3, request_block(b"/small")))
+            frames = read_frames(tls, until_goaway=False, limit=3)
+        finally:
+            tls.close()
+        heads = {s: p for t, _, s, p in frames if t == 1}
+        body = b"".join(p for t, _, s, p in frames if t == 0 and s == 1)
+        self.assertIn(1, heads)
+        self.assertIn(b"CONNECT inside HTTP/2 is not supported", body)
+        self.assertEqual(heads.get(3, b"")[:1], b"\x88", "the other stream was not served")
+        entry = self.proxy.wait_log(
+            lambda e: e.get("method") == "CONNECT" and e.get("status") == 501)
+        self.assertIn("not supported", entry["error"])
 
     def test_invalid_preface(self):
         def send(tls):
