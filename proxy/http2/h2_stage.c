@@ -650,11 +650,15 @@ static void h2_on_data(session *s, leg *l, const char *buf, ssize_t n)
             session_end(s);
             return;
         }
-        origin_lost(s, "the origin closed the connection");
-        pump(s);
+        if (hs->origin) {
+            origin_lost(s, "the origin closed the connection");
+            pump(s);
+        }
         return;
     }
     h2_conn *c = l->is_client ? hs->client : hs->origin;
+    if (!c)
+        return; /* the HTTP/1.1 origin's first leg, closing */
     if (h2_conn_recv(c, (const uint8_t *)buf, (size_t)n, now(s)) != 0) {
         fail_connection(s, c, l->is_client);
         if (!l->is_client)
