@@ -36,8 +36,9 @@ static void on_headers(void *ud, int32_t id, const nghttp2_nv *nv, size_t n, boo
 {
     (void)end_stream;
     fuzz_state *f = ud;
-    if (!n || nv[0].namelen != 7 || memcmp(nv[0].name, ":method", 7) != 0)
-        return;
+    if (!n || nghttp2_session_get_stream_user_data(h2_conn_session(f->c), id))
+        return; /* trailers */
+    nghttp2_session_set_stream_user_data(h2_conn_session(f->c), id, f);
     size_t *left = &f->body_left[(uint32_t)id % 16];
     *left = 70000; /* more than one window: flow control is exercised */
     nghttp2_nv status = {(uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE};

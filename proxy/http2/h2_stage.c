@@ -404,8 +404,9 @@ static void client_headers(void *ud, int32_t id, const nghttp2_nv *nv, size_t n,
     session *s = ud;
     h2_stream *st = by_client(s, id);
     if (!st) {
-        if (n && nv_is(&nv[0], ":method"))
-            on_request(s, id, nv, n, end_stream);
+        /* A block that opens a stream is its request (nghttp2 checked the pseudo-headers,
+         * which may come in any order). */
+        on_request(s, id, nv, n, end_stream);
         return;
     }
     /* Trailers (gRPC): they end the request body. */
@@ -483,9 +484,9 @@ static void origin_headers(void *ud, int32_t id, const nghttp2_nv *nv, size_t n,
     h2_stream *st = by_origin(s, id);
     if (!st)
         return;
-    if (n && nv_is(&nv[0], ":status") && !st->resp_submitted) {
-        char status[8];
-        nv_get(nv, n, ":status", status, sizeof status);
+    char status[8];
+    nv_get(nv, n, ":status", status, sizeof status);
+    if (status[0] && !st->resp_submitted) {
         int code = atoi(status);
         if (code >= 100 && code < 200) {
             nghttp2_submit_headers(cng, NGHTTP2_FLAG_NONE, st->cid, NULL, nv, n, NULL);

@@ -308,6 +308,26 @@ class Http2Through(unittest.TestCase):
         # All of them were streams of one client connection.
         self.assertEqual(forward.accepted, 1)
 
+    def test_pseudo_headers_in_any_order_and_h2load(self):
+        # :path and :authority before :method, as some clients send them.
+        tls = h2_socket(self.proxy)
+        try:
+            block = (literal(b":path", b"/small?order=1") + literal(
+                b":authority", f"localhost:{ORIGIN.h2_port}".encode()) + b"\x87\x82")
+            tls.sendall(PREFACE + frame(4, 0, 0) + frame(1, 0x5, 1, block))
+            frames = read_frames(tls, until_goaway=False, limit=3)
+        finally:
+            tls.close()
+        data = b"".join(p for t, _, s, p in frames if t == 0 and s == 1)
+        self.assertEqual(hashlib.sha256(data).hexdigest(), ORIGIN.digests["small"])
+        # h2load (nghttp2's load generator) through a CONNECT forwarder: every request served.
+        forward = ConnectForwarder(self.proxy, ORIGIN.h2_port)
+        self.addCleanup(forward.close)
+        proc = subprocess.run(["h2load", "-n", "400", "-c", "4", "-m", "10",
+                               f"https://localhost:{forward.port}/small"],
+                              capture_output=True, timeout=60)
+        self.assertIn(b"400 succeeded, 0 failed", proc.stdout, proc.stdout[-800:])
+
     def test_request_body_round_trip(self):
         data = os.urandom(3 * 1024 * 1024)
         path = os.path.join(tempfile.mkdtemp(prefix="handoff-h2-body-"), "upload")
