@@ -113,6 +113,37 @@ HANDOFF_PID=$!
 pids+=($HANDOFF_PID)
 wait_port "$HANDOFF_PORT"
 
+# Memory per idle h2 client connection, first, on the fresh proxy: RSS of handoff before and
+# after IDLE connections that did their handshake and one request, then stay open (closed
+# again when the measuring script ends).
+rss() { awk '/^VmRSS/ {print $2}' "/proc/$HANDOFF_PID/status"; }
+BEFORE=$(rss)
+python3 - "$HANDOFF_PORT" "$ORIGIN_PORT" "$IDLE" "$OUT/handoff-ca/ca.crt" "$OUT/rss_after" "$HANDOFF_PID" <<'PY'
+import socket, ssl, sys, time
+proxy, origin, count, ca, out, pid = sys.argv[1:]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.set_alpn_protocols(["h2"])
+held = []
+get = bytes.fromhex("8287") + b"\x00\x0a:authority\x09localhost" + b"\x00\x05:path\x06/small"
+for _ in range(int(count)):
+    s = socket.create_connection(("127.0.0.1", int(proxy)))
+    s.sendall(f"CONNECT localhost:{origin} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        head += s.recv(1)
+    t = ctx.wrap_socket(s, server_hostname="localhost")
+    t.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\0\0\0\4\0\0\0\0\0" +
+              len(get).to_bytes(3, "big") + b"\x01\x05\0\0\0\x01" + get)
+    t.recv(65536)
+    held.append(t)
+time.sleep(2)
+with open(f"/proc/{pid}/status") as f:
+    rss = next(l.split()[1] for l in f if l.startswith("VmRSS"))
+open(out, "w").write(rss)
+PY
+AFTER=$(cat rss_after)
+MEMORY_LINE="memory per idle h2 client connection (with its h2 origin connection): $(( (AFTER - BEFORE) / IDLE )) KiB ($IDLE connections, RSS $BEFORE -> $AFTER KiB, measured on the fresh proxy before the load)"
+
 relay() { # relay PROXY_PORT: sets RELAY_PORT (no subshell: the EXIT trap would run in it)
     RELAY_PORT=$(free_port)
     ./connect_relay "$RELAY_PORT" "$1" "localhost:$ORIGIN_PORT" &
@@ -168,34 +199,6 @@ print(f"\nh2 / HTTP/1.1 keep-alive through handoff: {h2 / h1:.2f}x" if h1 else "
 print(f"handoff h2 / mitmproxy h2: {h2 / mitm:.1f}x" if mitm else "mitmproxy: skipped")
 PY
 
-# Memory per idle h2 client connection: RSS of handoff before and after IDLE connections that
-# did their handshake and one request, then stay open.
-rss() { awk '/^VmRSS/ {print $2}' "/proc/$HANDOFF_PID/status"; }
-BEFORE=$(rss)
-python3 - "$HANDOFF_PORT" "$ORIGIN_PORT" "$IDLE" "$OUT/handoff-ca/ca.crt" "$OUT/rss_after" "$HANDOFF_PID" <<'PY'
-import socket, ssl, sys, time
-proxy, origin, count, ca, out, pid = sys.argv[1:]
-ctx = ssl.create_default_context(cafile=ca)
-ctx.set_alpn_protocols(["h2"])
-held = []
-get = bytes.fromhex("8287") + b"\x00\x0a:authority\x09localhost" + b"\x00\x05:path\x06/small"
-for _ in range(int(count)):
-    s = socket.create_connection(("127.0.0.1", int(proxy)))
-    s.sendall(f"CONNECT localhost:{origin} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
-    head = b""
-    while not head.endswith(b"\r\n\r\n"):
-        head += s.recv(1)
-    t = ctx.wrap_socket(s, server_hostname="localhost")
-    t.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\0\0\0\4\0\0\0\0\0" +
-              len(get).to_bytes(3, "big") + b"\x01\x05\0\0\0\x01" + get)
-    t.recv(65536)
-    held.append(t)
-time.sleep(2)
-with open(f"/proc/{pid}/status") as f:
-    rss = next(l.split()[1] for l in f if l.startswith("VmRSS"))
-open(out, "w").write(rss)
-PY
-AFTER=$(cat rss_after)
 echo
-echo "memory per idle h2 client connection (with its h2 origin connection): $(( (AFTER - BEFORE) / IDLE )) KiB ($IDLE connections, RSS $BEFORE -> $AFTER KiB)"
+echo "$MEMORY_LINE"
 echo "(details: $OUT)"

@@ -20,6 +20,7 @@
 #include "worker.h"
 
 #define H2_TICK_MS 1000
+#define H2_BATCH   16384 /* bytes of frames per write: one TLS record */
 
 extern const stage h2_stage;
 
@@ -568,15 +569,30 @@ static const h2_conn_events origin_events = {
  * short: a full queue leaves DATA in the buffers (and the windows closed) until on_drain. */
 static void flush(session *s, h2_conn *c, leg *l)
 {
-    while (c && l->open && !l->closing && l->queued < LEG_HIGH_WATER) {
+    (void)s;
+    /* Frames are gathered so that a TLS record and a write carry many of them. */
+    char batch[H2_BATCH];
+    size_t len = 0;
+    while (c && l->open && !l->closing && l->queued + len < LEG_HIGH_WATER) {
         const uint8_t *out;
         ssize_t n = h2_conn_next_output(c, &out);
         if (n <= 0)
             break;
-        if (leg_write(l, (const char *)out, (size_t)n) != 0)
-            break;
+        if (len + (size_t)n > sizeof batch) {
+            if (len && leg_write(l, batch, len) != 0)
+                return;
+            len = 0;
+        }
+        if ((size_t)n > sizeof batch) {
+            if (leg_write(l, (const char *)out, (size_t)n) != 0)
+                return;
+            continue;
+        }
+        memcpy(batch + len, out, (size_t)n);
+        len += (size_t)n;
     }
-    (void)s;
+    if (len)
+        leg_write(l, batch, len);
 }
 
 /* Streams the origin connection can no longer answer are reset. */
