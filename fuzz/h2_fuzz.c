@@ -34,6 +34,7 @@ static ssize_t body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length
 
 static void on_headers(void *ud, int32_t id, const nghttp2_nv *nv, size_t n, bool end_stream)
 {
+    (void)nv;
     (void)end_stream;
     fuzz_state *f = ud;
     if (!n || nghttp2_session_get_stream_user_data(h2_conn_session(f->c), id))
