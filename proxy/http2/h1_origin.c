@@ -176,6 +176,7 @@ static int build_head(h1_conn *c, const nghttp2_nv *nv, size_t n, bool end_strea
     }
     if (!first_cookie)
         rc |= add(out, "\r\n");
+    rc |= add(out, "via: 2 handoff\r\n");
     c->chunked = !end_stream && !has_length;
     if (c->chunked)
         rc |= add(out, "transfer-encoding: chunked\r\n");
@@ -317,7 +318,7 @@ static int on_headers_complete(llhttp_t *p)
     }
     if (c->hbuf.len > (size_t)c->s->w->shared->cfg.max_header_bytes)
         return -1;
-    nghttp2_nv nv[H1_MAX_FIELDS + 1];
+    nghttp2_nv nv[H1_MAX_FIELDS + 2];
     char code[8];
     snprintf(code, sizeof code, "%d", status % 1000);
     nv[0] =
@@ -333,6 +334,7 @@ static int on_headers_complete(llhttp_t *p)
         nv[n++] = (nghttp2_nv){(uint8_t *)name, (uint8_t *)c->hbuf.p + f->value_off, f->name_len,
                                f->value_len, NGHTTP2_NV_FLAG_NONE};
     }
+    nv[n++] = (nghttp2_nv){(uint8_t *)"via", (uint8_t *)"1.1 handoff", 3, 11, NGHTTP2_NV_FLAG_NONE};
     h2_stream_response_head(c->st, nv, n, false);
     /* A response to HEAD has no body, whatever its Content-Length says. */
     return c->head_request ? 1 : 0;

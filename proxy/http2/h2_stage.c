@@ -112,6 +112,18 @@ static void nv_get(const nghttp2_nv *nv, size_t n, const char *name, char *out, 
         }
 }
 
+/* nv and a Via field naming the proxy (RFC 9110 7.6.3), in a new array (names and values
+ * shared with nv). NULL when out of memory. */
+static nghttp2_nv *with_via(const nghttp2_nv *nv, size_t n, const char *via)
+{
+    nghttp2_nv *all = malloc((n + 1) * sizeof *all);
+    if (!all)
+        return NULL;
+    memcpy(all, nv, n * sizeof *nv);
+    all[n] = (nghttp2_nv){(uint8_t *)"via", (uint8_t *)via, 3, strlen(via), NGHTTP2_NV_FLAG_NONE};
+    return all;
+}
+
 static h2_stream *by_client(session *s, int32_t id)
 {
     return nghttp2_session_get_stream_user_data(h2_conn_session(state(s)->client), id);
@@ -334,8 +346,11 @@ static void on_request(session *s, int32_t id, const nghttp2_nv *nv, size_t n, b
         return;
     }
     nghttp2_data_provider prov = {.source.ptr = st, .read_callback = pull_request};
-    int32_t oid = nghttp2_submit_request(h2_conn_session(hs->origin), NULL, nv, n,
-                                         end_stream ? NULL : &prov, st);
+    nghttp2_nv *all = with_via(nv, n, "2 handoff");
+    int32_t oid = all ? nghttp2_submit_request(h2_conn_session(hs->origin), NULL, all, n + 1,
+                                               end_stream ? NULL : &prov, st)
+                      : NGHTTP2_ERR_NOMEM;
+    free(all);
     if (oid < 0) {
         st->t.action = "error";
         st->t.error = strdup(nghttp2_strerror(oid));
@@ -493,11 +508,17 @@ static void origin_headers(void *ud, int32_t id, const nghttp2_nv *nv, size_t n,
             nghttp2_submit_headers(cng, NGHTTP2_FLAG_NONE, st->cid, NULL, nv, n, NULL);
             return;
         }
+        nghttp2_nv *all = with_via(nv, n, "2 handoff");
+        if (!all) {
+            nghttp2_submit_rst_stream(cng, NGHTTP2_FLAG_NONE, st->cid, NGHTTP2_INTERNAL_ERROR);
+            return;
+        }
         st->t.status = code;
         st->resp_submitted = true;
         st->resp_end = end_stream;
         nghttp2_data_provider prov = {.source.ptr = st, .read_callback = pull_response};
-        nghttp2_submit_response(cng, st->cid, nv, n, end_stream ? NULL : &prov);
+        nghttp2_submit_response(cng, st->cid, all, n + 1, end_stream ? NULL : &prov);
+        free(all);
         return;
     }
     /* Trailers: they end the response body. */

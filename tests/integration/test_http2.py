@@ -29,6 +29,8 @@ DENY_SECRET = ("<ssl-intercept>\n  ssl.forward_proxy(yes)\n<proxy>\n"
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 SIZES = {"small": 1000, "large": 5 * 1024 * 1024}
+PAGE_IMAGES = 24
+CHROMIUM = "/usr/bin/chromium"
 
 NGINX_CONF = """
 {user}
@@ -53,11 +55,13 @@ http {{
         ssl_certificate_key {key};
         location /put/ {{ dav_methods PUT; create_full_put_path on; }}
         location = /trailer {{ add_trailer x-check done always; return 200 "with trailer\\n"; }}
+        location = /via {{ return 200 "via=$http_via\\n"; }}
     }}
     log_format conn "$connection $request";
     server {{
         listen {host}:{h1_port} ssl;
         access_log {dir}/h1.log conn;
+        location = /via {{ return 200 "via=$http_via\\n"; }}
         location /put/ {{ dav_methods PUT; create_full_put_path on; }}
         ssl_certificate {cert};
         ssl_certificate_key {key};
@@ -75,6 +79,13 @@ class Nginx:
         www = os.path.join(self.dir, "www")
         os.makedirs(os.path.join(www, "put"))
         self.digests = {}
+        os.makedirs(os.path.join(www, "img"))
+        for i in range(PAGE_IMAGES):
+            with open(os.path.join(www, "img", f"{i}.png"), "wb") as f:
+                f.write(os.urandom(2000))
+        with open(os.path.join(www, "page.html"), "w") as f:
+            f.write("<html><body><p id=loaded>page</p>" + "".join(
+                f'<img src="/img/{i}.png">' for i in range(PAGE_IMAGES)) + "</body></html>")
         for name, size in SIZES.items():
             data = os.urandom(size)
             with open(os.path.join(www, name), "wb") as f:
@@ -327,6 +338,39 @@ class Http2Through(unittest.TestCase):
                                f"https://localhost:{forward.port}/small"],
                               capture_output=True, timeout=60)
         self.assertIn(b"400 succeeded, 0 failed", proc.stdout, proc.stdout[-800:])
+
+    def test_via_names_the_proxy_on_both_origin_kinds(self):
+        for port in (ORIGIN.h2_port, ORIGIN.h1_port):
+            with self.subTest(port=port):
+                proc = curl_h2(self.proxy, f"https://localhost:{port}/via", "-D", "-")
+                self.assertEqual(proc.returncode, 0, proc.stderr)
+                self.assertIn(b"via=2 handoff", proc.stdout)
+                self.assertRegex(proc.stdout.decode(), r"(?i)\nvia: (2|1\.1) handoff")
+
+    def test_chromium_loads_a_page_over_h2(self):
+        if not os.access(CHROMIUM, os.X_OK):
+            self.skipTest("chromium is not installed")
+        profile = tempfile.mkdtemp(prefix="handoff-h2-chromium-")
+        self.addCleanup(shutil.rmtree, profile, True)
+        spki = subprocess.run(
+            f"openssl x509 -in {self.proxy.ca_cert} -noout -pubkey | "
+            "openssl pkey -pubin -outform DER | openssl dgst -sha256 -binary | base64",
+            shell=True, capture_output=True, timeout=20).stdout.decode().strip()
+        url = f"{self.base}/page.html"
+        proc = subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", "--disable-dev-shm-usage", f"--user-data-dir={profile}",
+             "--virtual-time-budget=5000", f"--proxy-server={self.proxy.url}",
+             "--proxy-bypass-list=<-loopback>", f"--ignore-certificate-errors-spki-list={spki}",
+             "--dump-dom", url],
+            capture_output=True, text=True, timeout=90, env=harness.clean_env(), cwd=profile)
+        self.assertIn('id="loaded"', proc.stdout, proc.stderr[-2000:])
+        page = self.proxy.wait_log(lambda e: e.get("url") == url)
+        self.assertEqual((page["status"], page["http_version"]), (200, "2"))
+        for i in range(PAGE_IMAGES):
+            entry = self.proxy.wait_log(lambda e, i=i: e.get("url") == f"{self.base}/img/{i}.png")
+            self.assertEqual((entry["status"], entry["http_version"]), (200, "2"), entry)
 
     def test_request_body_round_trip(self):
         data = os.urandom(3 * 1024 * 1024)
