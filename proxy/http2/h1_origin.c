@@ -46,6 +46,10 @@ struct h1_conn {
     char *head; /* the request head, until the handshake is done */
     size_t head_len;
     bool chunked, req_done, resp_done, keep_alive, informational, head_request;
+    bool reused;        /* the exchange runs on a kept-alive connection */
+    bool response_seen; /* a byte of the response arrived */
+    bool retry_safe;    /* the method may be sent again (RFC 9110 9.2.2) */
+    uint64_t body_sent;
     /* The response head being parsed. */
     bytes hbuf;
     h1_field fields[H1_MAX_FIELDS];
@@ -62,6 +66,7 @@ typedef struct {
 
 static void h1_close(h1_conn *c);
 static void fail(h1_conn *c, const char *why);
+static bool retried(h1_conn *c);
 
 /* ---- bytes on the socket ---- */
 
@@ -153,6 +158,11 @@ static int build_head(h1_conn *c, const nghttp2_nv *nv, size_t n, bool end_strea
     if (!authority)
         authority = host;
     c->head_request = method->valuelen == 4 && memcmp(method->value, "HEAD", 4) == 0;
+    static const char *const idempotent[] = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"};
+    c->retry_safe = false;
+    for (size_t i = 0; i < sizeof idempotent / sizeof idempotent[0]; i++)
+        c->retry_safe |= method->valuelen == strlen(idempotent[i]) &&
+                         memcmp(method->value, idempotent[i], method->valuelen) == 0;
     int rc = add_n(out, method->value, method->valuelen) | add(out, " ") |
              add_n(out, path->value, path->valuelen) | add(out, " HTTP/1.1\r\n");
     if (authority)
@@ -189,6 +199,8 @@ static int build_head(h1_conn *c, const nghttp2_nv *nv, size_t n, bool end_strea
  * the stage may be calling in from inside nghttp2. */
 static void fail(h1_conn *c, const char *why)
 {
+    if (retried(c))
+        return;
     if (c->st)
         h2_stream_origin_failed(c->st, why);
     h1_close(c);
@@ -217,6 +229,7 @@ static void send_body(h1_conn *c)
             return;
         }
         st->req.off += n;
+        c->body_sent += n;
         h2_stream_request_consumed(st, n);
     }
     if (c->req_done || !st->req_end || st->req.off != st->req.len)
@@ -260,6 +273,7 @@ static int on_message_begin(llhttp_t *p)
     h1_conn *c = conn_of(p);
     if (!c->st)
         return -1; /* bytes from an idle origin: it is not speaking HTTP/1.1 with us */
+    c->response_seen = true;
     c->nfields = 0;
     c->hbuf.len = c->hbuf.off = 0;
     c->in_value = false;
@@ -428,6 +442,8 @@ static void maybe_release(h1_conn *c)
 
 static void on_eof(h1_conn *c)
 {
+    if (retried(c))
+        return;
     if (c->st && !c->resp_done) {
         /* A body delimited by the close ends here. */
         if (llhttp_finish(&c->parser) != HPE_OK || !c->resp_done) {
@@ -444,8 +460,6 @@ static void start_exchange(h1_conn *c)
         fail(c, "writing to the origin failed");
         return;
     }
-    free(c->head);
-    c->head = NULL;
     send_body(c);
 }
 
@@ -639,6 +653,49 @@ void h1_pool_free(h1_pool *p)
     free(p);
 }
 
+/* Puts st's exchange (its request head, owned from now on) on c. */
+static void attach(h1_conn *c, h2_stream *st, char *head, size_t head_len, bool reused)
+{
+    free(c->head);
+    c->head = head;
+    c->head_len = head_len;
+    c->st = st;
+    st->h1 = c;
+    c->req_done = c->resp_done = c->keep_alive = c->informational = false;
+    c->response_seen = false;
+    c->body_sent = 0;
+    c->reused = reused;
+    llhttp_init(&c->parser, HTTP_RESPONSE, &parser_settings);
+    c->parser.data = c;
+    if (c->handshake_done) {
+        start_exchange(c);
+        set_reading(c, true);
+    }
+}
+
+/* A kept-alive connection the origin closed just as a request went out: the request goes
+ * again on a fresh connection, when nothing of it can have been acted on twice. */
+static bool retried(h1_conn *c)
+{
+    h2_stream *st = c->st;
+    h1_pool *p = c->pool;
+    if (!st || !p || !c->reused || c->response_seen || c->body_sent || !c->retry_safe)
+        return false;
+    h1_conn *fresh = open_conn(p);
+    if (!fresh)
+        return false;
+    char *head = c->head;
+    size_t head_len = c->head_len;
+    c->head = NULL;
+    fresh->chunked = c->chunked;
+    fresh->head_request = c->head_request;
+    st->h1 = NULL;
+    c->st = NULL;
+    h1_close(c);
+    attach(fresh, st, head, head_len, false);
+    return true;
+}
+
 int h1_pool_start(h1_pool *p, h2_stream *st, const nghttp2_nv *nv, size_t n, bool end_stream)
 {
     h1_conn *c = p->conns;
@@ -654,17 +711,7 @@ int h1_pool_start(h1_pool *p, h2_stream *st, const nghttp2_nv *nv, size_t n, boo
             h1_close(c);
         return -1;
     }
-    c->head = head.p;
-    c->head_len = head.len;
-    c->st = st;
-    st->h1 = c;
-    c->req_done = c->resp_done = c->keep_alive = c->informational = false;
-    llhttp_init(&c->parser, HTTP_RESPONSE, &parser_settings);
-    c->parser.data = c;
-    if (c->handshake_done) {
-        start_exchange(c);
-        set_reading(c, true);
-    }
+    attach(c, st, head.p, head.len, !fresh);
     return 0;
 }
 

@@ -499,6 +499,54 @@ class Http2Through(unittest.TestCase):
         self.assertEqual(proc.stdout[-3:], b"1.1")
 
 
+class ForgetfulOrigin:
+    """An HTTP/1.1 TLS origin that answers one request per connection with keep-alive, then
+    closes the connection without answering when the next request arrives (as a server does
+    whose keep-alive timeout ran out at that moment)."""
+
+    def __init__(self):
+        c = certs.test_certs()
+        self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.ctx.load_cert_chain(c.server_cert, c.server_key)
+        self.ctx.set_alpn_protocols(["http/1.1"])
+        self.listener = socket.socket()
+        self.listener.bind((HOST, 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._one, args=(sock,), daemon=True).start()
+
+    def _one(self, sock):
+        tls = None
+        try:
+            tls = self.ctx.wrap_socket(sock, server_side=True)
+            tls.settimeout(10)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = tls.recv(4096)
+                if not chunk:
+                    return
+                data += chunk
+            tls.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nhello\n")
+            tls.recv(4096)  # the next request: dropped with the connection
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            (tls or sock).close()
+
+    def close(self):
+        self.listener.close()
+
+
 class ConnectionLifetime(unittest.TestCase):
     """GOAWAY on a graceful stop and after the idle timeout."""
 
@@ -520,6 +568,23 @@ class ConnectionLifetime(unittest.TestCase):
         self.assertEqual(hashlib.sha256(data).hexdigest(), ORIGIN.digests["large"])
         self.assertTrue(any(t == 0 and sid == 1 and f & 1 for t, f, sid, _ in frames))
         self.assertEqual(proxy.process.proc.wait(15), 0)
+
+    def test_request_on_a_connection_the_origin_just_closed_is_sent_again(self):
+        server = ForgetfulOrigin()
+        self.addCleanup(server.close)
+        proxy = harness.Handoff(policy_text=INTERCEPT)
+        self.addCleanup(proxy.close)
+        base = f"https://localhost:{server.port}"
+        proc = harness.curl("--http2", "--cacert", proxy.ca_cert, "-w", "%{http_version}\\n",
+                            f"{base}/one", f"{base}/two", f"{base}/three", proxy=proxy.url)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(proc.stdout, b"hello\n2\nhello\n2\nhello\n2\n")
+        for name in ("one", "two", "three"):
+            entry = proxy.wait_log(lambda e, n=name: e.get("url") == f"{base}/{n}")
+            self.assertEqual(entry["status"], 200, entry)
+        # The first leg's connection, then one per request: the reused ones failed and the
+        # requests went again on new connections.
+        self.assertGreaterEqual(server.connections, 4)
 
     def test_idle_connection_gets_goaway(self):
         proxy = harness.Handoff(policy_text=INTERCEPT, proxy={"idle_timeout_s": "1"})
