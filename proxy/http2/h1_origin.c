@@ -422,9 +422,26 @@ static void set_reading(h1_conn *c, bool on)
         c->reading = on;
 }
 
+static size_t waiting(const h2_stream *st)
+{
+    return st->resp.len - st->resp.off;
+}
+
+/* Response bytes of every stream of the pool that wait for the client. */
+static size_t pool_waiting(const h1_pool *p)
+{
+    size_t total = 0;
+    for (const h1_conn *c = p ? p->conns : NULL; c; c = c->next)
+        if (c->st)
+            total += waiting(c->st);
+    return total;
+}
+
+/* A stream's buffer, and all of them together, stay bounded like an h2 origin's windows. */
 static bool response_full(h1_conn *c)
 {
-    return c->st && c->st->resp.len - c->st->resp.off >= H1_RESP_HIGH;
+    return c->st &&
+           (waiting(c->st) >= H1_RESP_HIGH || pool_waiting(c->pool) >= H2_CONNECTION_WINDOW);
 }
 
 /* The exchange is over: the connection goes back to the pool, or closes. */
@@ -718,8 +735,11 @@ int h1_pool_start(h1_pool *p, h2_stream *st, const nghttp2_nv *nv, size_t n, boo
 void h1_response_pulled(h2_stream *st)
 {
     h1_conn *c = st->h1;
-    if (c && !c->reading && st->resp.len - st->resp.off < H1_RESP_HIGH / 2)
-        set_reading(c, true);
+    if (!c || !c->pool || pool_waiting(c->pool) >= H2_CONNECTION_WINDOW / 2)
+        return;
+    for (h1_conn *o = c->pool->conns; o; o = o->next)
+        if (o->st && !o->reading && !o->closing && waiting(o->st) < H1_RESP_HIGH / 2)
+            set_reading(o, true);
 }
 
 void h1_stream_gone(h2_stream *st)

@@ -601,19 +601,22 @@ class ConnectionLifetime(unittest.TestCase):
     def test_client_that_never_opens_its_windows_is_ended_when_idle(self):
         proxy = harness.Handoff(policy_text=INTERCEPT, proxy={"idle_timeout_s": "2"})
         self.addCleanup(proxy.close)
-        tls = h2_socket(proxy)
-        self.addCleanup(tls.close)
-        # Ten large responses, and windows that never reopen after the first 64 KiB.
-        tls.sendall(PREFACE + frame(4, 0, 0) + b"".join(
-            frame(1, 0x5, 1 + 2 * i, request_block(b"/large")) for i in range(10)))
-        started = time.monotonic()
-        frames = read_frames(tls, limit=10)
-        self.assertEqual(goaway_code(frames), 0)
-        self.assertLess(time.monotonic() - started, 8)
-        received = sum(len(p) for t, _, _, p in frames if t == 0)
-        self.assertLessEqual(received, 65535)
-        proc = curl_h2(proxy, f"https://localhost:{ORIGIN.h2_port}/small")
-        self.assertEqual(hashlib.sha256(proc.stdout).hexdigest(), ORIGIN.digests["small"])
+        for port in (ORIGIN.h2_port, ORIGIN.h1_port):
+            with self.subTest(port=port):
+                tls = h2_socket(proxy, port)
+                self.addCleanup(tls.close)
+                # Ten large responses, and windows that never reopen after the first 64 KiB.
+                tls.sendall(PREFACE + frame(4, 0, 0) + b"".join(
+                    frame(1, 0x5, 1 + 2 * i, request_block(b"/large", f"localhost:{port}".encode()))
+                    for i in range(10)))
+                started = time.monotonic()
+                frames = read_frames(tls, limit=10)
+                self.assertEqual(goaway_code(frames), 0)
+                self.assertLess(time.monotonic() - started, 8)
+                received = sum(len(p) for t, _, _, p in frames if t == 0)
+                self.assertLessEqual(received, 65535)
+                proc = curl_h2(proxy, f"https://localhost:{port}/small")
+                self.assertEqual(hashlib.sha256(proc.stdout).hexdigest(), ORIGIN.digests["small"])
 
 
 class HostileClients(unittest.TestCase):
