@@ -1,9 +1,10 @@
-/* The h2 stage: an intercepted client that negotiated h2, in front of an origin that did too
- * (the tls stage offers h2 to the client only then). Each client stream is a transaction of its
- * own: checkpoint 1 with its method and :authority, a 403 on that stream alone when denied,
- * one access-log line when it closes. Allowed streams map one to one onto streams of the
- * origin connection. Bodies pass through per-stream buffers whose size the flow-control windows
- * bound: a window reopens only when its bytes were framed for the other leg. */
+/* The h2 stage: an intercepted client that negotiated h2. Each client stream is a transaction
+ * of its own: checkpoint 1 with its method and :authority, a 403 on that stream alone when
+ * denied, one access-log line when it closes. When the origin chose h2, allowed streams map one
+ * to one onto streams of the origin connection; when it chose HTTP/1.1, h1_origin.c gives each
+ * concurrent stream a kept-alive origin connection. Bodies pass through per-stream buffers
+ * whose size the flow-control windows bound: a window reopens only when its bytes were framed
+ * (or written) for the other leg. */
 #include <nghttp2/nghttp2.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -38,6 +39,8 @@ static uint64_t now(session *s)
 
 int h2_bytes_add(bytes *b, const uint8_t *p, size_t n)
 {
+    if (n == 0)
+        return 0;
     if (b->off && b->off == b->len)
         b->off = b->len = 0;
     if (b->len + n > b->cap) {
