@@ -54,6 +54,7 @@ struct h1_conn {
     bytes hbuf;
     h1_field fields[H1_MAX_FIELDS];
     size_t nfields;
+    size_t head_fields; /* fields of the head; those after it are the chunked trailers */
     bool in_value;
 };
 
@@ -275,6 +276,7 @@ static int on_message_begin(llhttp_t *p)
         return -1; /* bytes from an idle origin: it is not speaking HTTP/1.1 with us */
     c->response_seen = true;
     c->nfields = 0;
+    c->head_fields = 0;
     c->hbuf.len = c->hbuf.off = 0;
     c->in_value = false;
     return 0;
@@ -322,6 +324,22 @@ static bool hop_by_hop(const char *name, size_t len)
     return false;
 }
 
+/* Fields [from, to) as h2 fields (lower-case names, hop-by-hop ones left out) after nv[n]. */
+static size_t fields_to_nv(h1_conn *c, size_t from, size_t to, nghttp2_nv *nv, size_t n)
+{
+    for (size_t i = from; i < to; i++) {
+        h1_field *f = &c->fields[i];
+        char *name = c->hbuf.p + f->name_off;
+        if (hop_by_hop(name, f->name_len) || f->name_len == 0)
+            continue;
+        for (size_t k = 0; k < f->name_len; k++)
+            name[k] = (char)tolower((unsigned char)name[k]);
+        nv[n++] = (nghttp2_nv){(uint8_t *)name, (uint8_t *)c->hbuf.p + f->value_off, f->name_len,
+                               f->value_len, NGHTTP2_NV_FLAG_NONE};
+    }
+    return n;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     h1_conn *c = conn_of(p);
@@ -337,17 +355,8 @@ static int on_headers_complete(llhttp_t *p)
     snprintf(code, sizeof code, "%d", status % 1000);
     nv[0] =
         (nghttp2_nv){(uint8_t *)":status", (uint8_t *)code, 7, strlen(code), NGHTTP2_NV_FLAG_NONE};
-    size_t n = 1;
-    for (size_t i = 0; i < c->nfields; i++) {
-        h1_field *f = &c->fields[i];
-        char *name = c->hbuf.p + f->name_off;
-        if (hop_by_hop(name, f->name_len) || f->name_len == 0)
-            continue;
-        for (size_t k = 0; k < f->name_len; k++)
-            name[k] = (char)tolower((unsigned char)name[k]);
-        nv[n++] = (nghttp2_nv){(uint8_t *)name, (uint8_t *)c->hbuf.p + f->value_off, f->name_len,
-                               f->value_len, NGHTTP2_NV_FLAG_NONE};
-    }
+    size_t n = fields_to_nv(c, 0, c->nfields, nv, 1);
+    c->head_fields = c->nfields;
     nv[n++] = (nghttp2_nv){(uint8_t *)"via", (uint8_t *)"1.1 handoff", 3, 11, NGHTTP2_NV_FLAG_NONE};
     h2_stream_response_head(c->st, nv, n, false);
     /* A response to HEAD has no body, whatever its Content-Length says. */
@@ -371,8 +380,16 @@ static int on_message_complete(llhttp_t *p)
     }
     c->resp_done = true;
     c->keep_alive = llhttp_should_keep_alive(p);
-    if (c->st)
-        h2_stream_response_data(c->st, NULL, 0, true);
+    if (!c->st)
+        return 0;
+    if (c->nfields > c->head_fields) {
+        /* Trailers of a chunked body: they end the h2 response as a HEADERS frame. */
+        nghttp2_nv nv[H1_MAX_FIELDS];
+        size_t n = fields_to_nv(c, c->head_fields, c->nfields, nv, 0);
+        if (n)
+            h2_stream_response_trailers(c->st, nv, n);
+    }
+    h2_stream_response_data(c->st, NULL, 0, true);
     return 0;
 }
 

@@ -59,6 +59,9 @@ void h2_stream_response_head(h2_stream *st, const nghttp2_nv *nv, size_t n, bool
 /** Response body bytes (or, with end, the end of the body) for st. */
 void h2_stream_response_data(h2_stream *st, const uint8_t *p, size_t n, bool end);
 
+/** Trailers that end st's response (sent after its body; nv is copied). */
+void h2_stream_response_trailers(h2_stream *st, const nghttp2_nv *nv, size_t n);
+
 /** Request body bytes of st were written to the origin: its window reopens. */
 void h2_stream_request_consumed(h2_stream *st, size_t n);
 

@@ -392,6 +392,12 @@ void h2_stream_response_data(h2_stream *st, const uint8_t *p, size_t n, bool end
     nghttp2_session_resume_data(h2_conn_session(state(s)->client), st->cid);
 }
 
+void h2_stream_response_trailers(h2_stream *st, const nghttp2_nv *nv, size_t n)
+{
+    if (!st->resp_trailers.n && headers_copy(&st->resp_trailers, nv, n) != 0)
+        h2_stream_origin_failed(st, "out of memory");
+}
+
 void h2_stream_request_consumed(h2_stream *st, size_t n)
 {
     st->t.bytes_from_client += n;

@@ -104,11 +104,10 @@ void tls_origin_open(session *s, void (*done)(session *s, bool ok))
             X509_VERIFY_PARAM_set1_host(param, name, 0);
         }
     }
-    /* The origin is offered what the client offered (h2 only while the client may get it). */
-    if (s->client_offers_h2 && s->client_offers_http11)
+    /* The origin is offered what the client offered (h2 only while the client may get it);
+     * an h2 client can be served by an HTTP/1.1 origin too, so http/1.1 goes with h2. */
+    if (s->client_offers_h2)
         SSL_set_alpn_protos(ssl, alpn_h2_http11, sizeof alpn_h2_http11);
-    else if (s->client_offers_h2)
-        SSL_set_alpn_protos(ssl, alpn_h2_http11, 3);
     else if (s->client_offers_http11)
         SSL_set_alpn_protos(ssl, alpn_http11, sizeof alpn_http11);
     tls_session_cache_apply(s, ssl);

@@ -62,6 +62,7 @@ http {{
         listen {host}:{h1_port} ssl;
         access_log {dir}/h1.log conn;
         location = /via {{ return 200 "via=$http_via\\n"; }}
+        location = /trailer {{ add_trailer x-check done always; return 200 "with trailer\\n"; }}
         location /put/ {{ dav_methods PUT; create_full_put_path on; }}
         ssl_certificate {cert};
         ssl_certificate_key {key};
@@ -393,17 +394,22 @@ class Http2Through(unittest.TestCase):
         proc = subprocess.run(["nghttp", "-v", f"{self.base}/trailer"], capture_output=True,
                               timeout=30)
         self.assertIn(b"x-check: done", proc.stdout, "nginx did not send the trailer directly")
-        # Through the proxy: a raw client reads the trailer HEADERS frame after the DATA.
-        tls = h2_socket(self.proxy)
-        try:
-            tls.sendall(PREFACE + frame(4, 0, 0) +
-                        frame(1, 0x5, 1, request_block(b"/trailer")))
-            frames = read_frames(tls, until_goaway=False, limit=3)
-        finally:
-            tls.close()
-        headers = [f for f in frames if f[0] == 1 and f[2] == 1]
-        self.assertEqual(len(headers), 2, f"expected response head and trailers: {frames}")
-        self.assertTrue(headers[1][1] & 0x1, "the trailers must end the stream")
+        # Through the proxy: a raw client reads the trailer HEADERS frame after the DATA, from
+        # an h2 origin and from an HTTP/1.1 one (a chunked body's trailer section).
+        for port in (ORIGIN.h2_port, ORIGIN.h1_port):
+            with self.subTest(port=port):
+                tls = h2_socket(self.proxy, port)
+                try:
+                    tls.sendall(PREFACE + frame(4, 0, 0) + frame(1, 0x5, 1, request_block(
+                        b"/trailer", f"localhost:{port}".encode())))
+                    frames = read_frames(tls, until_goaway=False, limit=3)
+                finally:
+                    tls.close()
+                headers = [f for f in frames if f[0] == 1 and f[2] == 1]
+                self.assertEqual(len(headers), 2, f"expected response head and trailers: {frames}")
+                self.assertTrue(headers[1][1] & 0x1, "the trailers must end the stream")
+                body = b"".join(p for t, _, s, p in frames if t == 0 and s == 1)
+                self.assertEqual(body, b"with trailer\n")
 
     def test_denied_stream_leaves_others_working(self):
         # Two streams on one connection: one to a denied name, one allowed.
