@@ -38,6 +38,7 @@ struct h2_conn {
     size_t block_bytes; /* RFC 9113 field sizes (name + value + 32) */
     size_t block_raw;   /* compressed bytes of HEADERS and CONTINUATION frames */
     bool calm;          /* a limit was exceeded: GOAWAY ENHANCE_YOUR_CALM */
+    bool goaway_received;
     bool failed;
     char error[160];
     char last_ng[160]; /* nghttp2's last complaint, for a fatal error without a reason */
@@ -187,6 +188,9 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
         break;
     case NGHTTP2_PRIORITY:
         which = B_PRIORITY;
+        break;
+    case NGHTTP2_GOAWAY:
+        c->goaway_received = true;
         break;
     default:
         break;
@@ -385,6 +389,11 @@ bool h2_conn_done(h2_conn *c)
 const char *h2_conn_error(const h2_conn *c)
 {
     return c->error[0] ? c->error : NULL;
+}
+
+bool h2_conn_goaway_received(const h2_conn *c)
+{
+    return c->goaway_received;
 }
 
 int32_t h2_conn_last_stream(h2_conn *c)

@@ -62,6 +62,9 @@ bool h2_conn_done(h2_conn *c);
 /** Why the connection failed (NULL while it has not). */
 const char *h2_conn_error(const h2_conn *c);
 
+/** Whether the peer sent GOAWAY (it takes no new streams). */
+bool h2_conn_goaway_received(const h2_conn *c);
+
 /** The highest stream id the peer opened that was processed. */
 int32_t h2_conn_last_stream(h2_conn *c);
 

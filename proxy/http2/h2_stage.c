@@ -666,6 +666,13 @@ static void pump(session *s)
     hs->pumping = false;
     if (!hs->origin_gone && hs->origin && h2_conn_done(hs->origin))
         origin_lost(s, "the origin connection ended");
+    /* The origin takes no new streams: neither do we, so the client opens a new connection
+     * (and with it a new origin connection) for its next requests. */
+    if (!hs->goaway_sent && hs->origin && h2_conn_goaway_received(hs->origin)) {
+        hs->goaway_sent = true;
+        h2_conn_goaway(hs->client, NGHTTP2_NO_ERROR);
+        flush(s, hs->client, &s->client);
+    }
     if (h2_conn_done(hs->client) || (hs->goaway_sent && hs->nstreams == 0)) {
         flush(s, hs->client, &s->client);
         session_end(s);

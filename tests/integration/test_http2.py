@@ -57,6 +57,12 @@ http {{
         location = /trailer {{ add_trailer x-check done always; return 200 "with trailer\\n"; }}
         location = /via {{ return 200 "via=$http_via\\n"; }}
     }}
+    server {{
+        listen {host}:{short_port} ssl http2;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        keepalive_requests 3;
+    }}
     log_format conn "$connection $request";
     server {{
         listen {host}:{h1_port} ssl;
@@ -95,12 +101,14 @@ class Nginx:
         c = certs.test_certs()
         self.h2_port = harness.free_port()
         self.h1_port = harness.free_port()
+        self.short_port = harness.free_port()  # h2, GOAWAY after 3 requests
         conf = os.path.join(self.dir, "nginx.conf")
         with open(conf, "w") as f:
             # As root, nginx's workers would drop to nobody and not read the temp folder.
             user = "user root;" if os.geteuid() == 0 else ""
             f.write(NGINX_CONF.format(user=user, dir=self.dir, host=HOST, h2_port=self.h2_port,
-                                      h1_port=self.h1_port, cert=c.server_cert,
+                                      h1_port=self.h1_port, short_port=self.short_port,
+                                      cert=c.server_cert,
                                       key=c.server_key))
         self.process = subprocess.Popen(["nginx", "-p", self.dir, "-c", conf],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -440,6 +448,22 @@ class Http2Through(unittest.TestCase):
     def h1_origin_connections(self, marker):
         with open(os.path.join(ORIGIN.dir, "h1.log")) as f:
             return {line.split()[0] for line in f if marker in line}
+
+    def test_origin_goaway_moves_the_client_to_a_new_connection(self):
+        base = f"https://localhost:{ORIGIN.short_port}"
+        args = []
+        for i in range(7):
+            args += ["-o", "/dev/null", "-w", "%{http_code} %{http_version}\\n",
+                     f"{base}/small?goaway={i}"]
+        proc = harness.curl("--http2", "--cacert", self.proxy.ca_cert, *args,
+                            proxy=self.proxy.url, timeout=60)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(proc.stdout.decode().split("\n")[:7], ["200 2"] * 7)
+        # The origin ends its connection after 3 requests; so does the proxy, gracefully,
+        # and the client came back through new CONNECTs.
+        harness.wait_until(lambda: len([e for e in self.proxy.log_lines()
+                                         if e.get("target") == f"localhost:{ORIGIN.short_port}"])
+                           >= 3, 10)
 
     def test_http11_origin_behind_h2_client(self):
         base = f"https://localhost:{ORIGIN.h1_port}"
