@@ -5,9 +5,8 @@
  *
  * head is the HTTP front end of the proxy port (it also forwards absolute-form requests);
  * the handlers are http (HTTP inside a tunnel or intercepted TLS), h2 (HTTP/2 inside
- * intercepted TLS) and the relays: tunnel, sip,
- * turn and ms-turn. Each stage owns its state (allocated on entry, freed on leave) and arms
- * its own deadline on entry. */
+ * intercepted TLS) and the relays: tunnel, sip, turn and ms-turn. Each stage owns its state
+ * (allocated on entry, freed on leave) and arms its own deadline on entry. */
 #ifndef HANDOFF_STAGE_H
 #define HANDOFF_STAGE_H
 
