@@ -12,10 +12,11 @@ JOBS       ?= $(shell nproc)
 # What building needs, then what the tests start (real clients and servers).
 BUILD_PACKAGES = build-essential cmake pkg-config libuv1-dev libssl-dev libcmocka-dev \
                  node-llhttp libinih-dev libjansson-dev libcrypt-dev \
-                 libkrb5-dev libsystemd-dev
+                 libkrb5-dev libsystemd-dev libnghttp2-dev
 TEST_PACKAGES  = clang libclang-rt-14-dev curl openssl python3 kamailio kamailio-tls-modules nftables \
                  coturn nodejs chromium fonts-liberation \
-                 krb5-kdc krb5-admin-server krb5-user haproxy
+                 krb5-kdc krb5-admin-server krb5-user haproxy \
+                 nginx nghttp2-client
 
 
 .PHONY: all deps test-deps build asan tsan fuzz run test unit integration clean format
@@ -48,7 +49,7 @@ tsan:
 fuzz:
 	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DHANDOFF_FUZZ=ON
 	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target policy_fuzz detect_fuzz framing_fuzz names_fuzz \
-	  proxy_protocol_fuzz ocsp_fuzz http_head_fuzz
+	  proxy_protocol_fuzz ocsp_fuzz http_head_fuzz h2_fuzz
 
 run: deps build
 	@if [ ! -f $(CA_DIR)/ca.key ]; then $(BUILD)/proxy/handoff ca init $(CA_DIR); fi

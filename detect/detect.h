@@ -52,6 +52,8 @@ detect_answer detect_tls_client_hello(const uint8_t *p, size_t n, detect_tls_inf
 detect_answer detect_stun(const uint8_t *p, size_t n);
 detect_answer detect_sip(const uint8_t *p, size_t n);
 detect_answer detect_http(const uint8_t *p, size_t n);
+/** The HTTP/2 client connection preface (PRI * HTTP/2.0 ...), sent inside TLS after ALPN h2. */
+detect_answer detect_h2_preface(const uint8_t *p, size_t n);
 
 /**
  * Runs the matchers in SPEC order. Returns DETECT_MATCH with out->protocol set once decided
@@ -61,7 +63,7 @@ detect_answer detect_http(const uint8_t *p, size_t n);
 detect_answer detect_classify(const uint8_t *p, size_t n, detect_result *out);
 
 /** Like detect_classify for the decrypted bytes inside intercepted TLS: HTTP is PROTO_HTTPS,
- * SIP is PROTO_SIP, anything else PROTO_TCP. */
+ * as is the HTTP/2 connection preface; SIP is PROTO_SIP, anything else PROTO_TCP. */
 detect_answer detect_classify_inner(const uint8_t *p, size_t n, detect_result *out);
 
 /** "ms-turn", "ssl", "turn", "sip", "http", "https", "tcp"; NULL for PROTO_UNKNOWN. */

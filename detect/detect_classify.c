@@ -9,7 +9,7 @@
  * NEED_MORE means an earlier-ranked protocol may still win. At the byte cap, waiting is over
  * and NEED_MORE counts as NO. Later matchers are not run once one has decided.
  */
-typedef enum { STEP_MSTURN, STEP_TLS, STEP_STUN, STEP_SIP, STEP_HTTP } step;
+typedef enum { STEP_MSTURN, STEP_TLS, STEP_STUN, STEP_SIP, STEP_HTTP, STEP_H2 } step;
 
 static detect_answer run_step(step s, const uint8_t *p, size_t n, detect_result *out)
 {
@@ -24,6 +24,8 @@ static detect_answer run_step(step s, const uint8_t *p, size_t n, detect_result 
         return detect_sip(p, n);
     case STEP_HTTP:
         return detect_http(p, n);
+    case STEP_H2:
+        return detect_h2_preface(p, n);
     }
     return DETECT_NO;
 }
@@ -66,6 +68,7 @@ static const rank outer_order[] = {
 };
 
 static const rank inner_order[] = {
+    {STEP_H2, PROTO_HTTPS},
     {STEP_HTTP, PROTO_HTTPS},
     {STEP_SIP, PROTO_SIP},
 };

@@ -67,6 +67,7 @@ static const key_spec keys[] = {
     {"tls", "ocsp_url", K_STR, F(ocsp_url), 0, 0},
     {"tls", "check_revocation", K_REVOCATION, F(check_revocation), 0, 0},
     {"tls", "revocation_failure", K_REV_FAILURE, F(revocation_hard), 0, 0},
+    {"tls", "http2", K_BOOL, F(http2), 0, 0},
     {"policy", "file", K_PATH, F(policy_file), 0, 0},
     {"policy", "default", K_DEFAULT, F(policy_default_allow), 0, 0},
     {"admin", "listen", K_ADDR_OPT, F(admin), 0, 0},
@@ -117,6 +118,7 @@ void config_defaults(config *cfg)
     cfg->leaf_cache_size = 10000;
     cfg->check_revocation = CHECK_REV_AUTO;
     cfg->revocation_hard = false;
+    cfg->http2 = true;
     cfg->policy_default_allow = false;
     config_parse_addr("127.0.0.1:8082", &cfg->admin);
     cfg->admin_enabled = true;

@@ -69,6 +69,7 @@ typedef struct {
     char ocsp_url[CONFIG_MAX_PATH];
     config_check_revocation check_revocation;
     bool revocation_hard; /* revocation_failure = hard: no answer is a 502 */
+    bool http2;           /* offer h2 on intercepted client connections */
 
     char policy_file[CONFIG_MAX_PATH];
     bool policy_default_allow;

@@ -60,6 +60,8 @@ struct session {
     int intercept_mode;         /* policy_ssl_forward when intercepted */
     bool client_offers_http11;  /* the ClientHello's ALPN lists http/1.1 */
     bool origin_alpn_other;     /* the origin chose an ALPN protocol other than http/1.1 */
+    bool client_offers_h2;      /* the ClientHello's ALPN lists h2 and h2 may be offered */
+    bool client_h2;             /* the intercepted client leg negotiated h2 */
     char *upstream_error;       /* why the origin's TLS was refused (allocated when it happens) */
     framing_counters *counters; /* a passthrough handler's message counters, else NULL */
     /* Transparent connections (SPEC 4.2, core/transparent.c). */

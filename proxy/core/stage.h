@@ -5,9 +5,9 @@
  *          -> handler -> end
  *
  * head is the HTTP front end of the proxy port (it also forwards absolute-form requests);
- * the handlers are http (HTTP inside a tunnel or intercepted TLS) and the relays: tunnel, sip,
- * turn and ms-turn. Each stage owns its state (allocated on entry, freed on leave) and arms
- * its own deadline on entry. */
+ * the handlers are http (HTTP inside a tunnel or intercepted TLS), h2 (HTTP/2 inside
+ * intercepted TLS) and the relays: tunnel, sip, turn and ms-turn. Each stage owns its state
+ * (allocated on entry, freed on leave) and arms its own deadline on entry. */
 #ifndef HANDOFF_STAGE_H
 #define HANDOFF_STAGE_H
 
@@ -28,6 +28,7 @@ typedef enum {
     STAGE_TURN,
     STAGE_MSTURN,
     STAGE_PROXY_HEADER, /* the load balancer's PROXY header, when [proxy] proxy_protocol is on */
+    STAGE_H2,
     STAGE_COUNT
 } stage_id;
 

@@ -64,9 +64,8 @@ void transparent_probe_mark(const config *cfg)
         close(fd);
 }
 
-void transparent_mark_origin(session *s, int family)
+void transparent_mark_socket(const config *cfg, uv_tcp_t *tcp, int family)
 {
-    const config *cfg = &s->w->shared->cfg;
     if (cfg->transparent_count == 0 || cfg->transparent_mark == 0 || !mark_usable)
         return;
     int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -74,8 +73,13 @@ void transparent_mark_origin(session *s, int family)
         return; /* the connect then fails (or succeeds) on its own socket, as before */
     unsigned mark = cfg->transparent_mark;
     setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark);
-    if (uv_tcp_open(&s->origin.tcp, fd) != 0)
+    if (uv_tcp_open(tcp, fd) != 0)
         close(fd);
+}
+
+void transparent_mark_origin(session *s, int family)
+{
+    transparent_mark_socket(&s->w->shared->cfg, &s->origin.tcp, family);
 }
 
 /* ---- addresses ---- */

@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <sys/socket.h>
 
+#include <uv.h>
+
 #include "config.h"
 
 typedef struct session session;
@@ -25,6 +27,10 @@ void transparent_probe_mark(const config *cfg);
  * listeners are configured and the mark is usable; otherwise leaves the leg as it is. Called
  * right after the origin leg's handle is initialised and before it connects. */
 void transparent_mark_origin(session *s, int family);
+
+/** The same for any outgoing socket of handoff's own (an HTTP/1.1 origin pool connection, a
+ * revocation fetch): marked so that redirection rules let it through. */
+void transparent_mark_socket(const config *cfg, uv_tcp_t *tcp, int family);
 
 /** A connection accepted on transparent listener `listener`: finds its original destination,
  * refuses loops and connections that were not redirected (logged), runs checkpoint 1 with the

@@ -72,12 +72,27 @@ void txn_deny(session *s, policy_where rule)
     metrics_denial(rule.file ? label : NULL);
 }
 
+static void write_line(session *s, txn *t);
+
 void txn_end(session *s)
 {
     txn *t = &s->t;
     if (!t->open)
         return;
     t->open = false;
+    write_line(s, t);
+}
+
+void txn_log_stream(session *s, txn *t)
+{
+    if (!t->open)
+        return;
+    t->open = false;
+    write_line(s, t);
+}
+
+static void write_line(session *s, txn *t)
+{
     char rule[300] = "";
     if (t->rule.file)
         snprintf(rule, sizeof rule, "%s:%d", t->rule.file, t->rule.line);

@@ -41,6 +41,10 @@ void txn_deny(session *s, policy_where rule);
 /** Writes the access-log line and counts the metrics, once; later calls do nothing. */
 void txn_end(session *s);
 
+/** Writes the line of a transaction the stage keeps itself (one HTTP/2 stream of the session,
+ * recorded like s->t), once; later calls do nothing. */
+void txn_log_stream(session *s, txn *t);
+
 /** Frees what the transaction holds (the session is going away). */
 void txn_free(txn *t);
 

@@ -185,6 +185,8 @@ static void send_local(session *s)
     leg_writev(&s->client, parts, 2);
     free(head);
     s->t.status = h->local_status;
+    if (s->t.is_request && !s->t.http_version)
+        s->t.http_version = h->req.http_minor == 0 ? "1.0" : "1.1";
     s->t.bytes_from_client = h->head.wire + h->req_body_bytes;
     s->t.bytes_from_server = h->head_request ? 0 : h->local_body_len;
     txn_end(s);
@@ -362,6 +364,8 @@ void http_exchange_done(session *s)
 {
     http_state *h = state(s);
     s->t.status = h->status;
+    if (!s->t.http_version)
+        s->t.http_version = h->req.http_minor == 0 ? "1.0" : "1.1";
     s->t.bytes_from_client = h->head.wire + h->req_body_bytes;
     s->t.bytes_from_server = h->resp_bytes;
     txn_end(s);

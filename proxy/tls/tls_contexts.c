@@ -8,9 +8,11 @@
 #include "ocsp.h"
 #include "session.h"
 #include "tls_leg.h"
+#include "tls_origin.h"
 #include "worker.h"
 
 static const unsigned char alpn_http11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+static const unsigned char alpn_h2[] = {2, 'h', '2'};
 
 static int session_index = -1;
 
@@ -24,11 +26,24 @@ static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outle
 {
     (void)arg;
     session *s = tls_session_of(ssl);
-    /* Only http/1.1, and only when the origin agreed to it or to nothing: no h2 end to end. */
-    if (!s || s->origin_alpn_other)
+    if (!s)
         return SSL_TLSEXT_ERR_NOACK;
     unsigned char *sel;
     unsigned char sellen;
+    /* h2 when the origin agreed to h2 (streams map one to one onto its connection) or to
+     * http/1.1 or nothing (a connection per concurrent stream); otherwise http/1.1, and only
+     * when the origin agreed to it or to nothing. */
+    if (s->client_offers_h2 && (tls_origin_h2(s) || !s->origin_alpn_other)) {
+        if (SSL_select_next_proto(&sel, &sellen, alpn_h2, sizeof alpn_h2, in, inlen) ==
+            OPENSSL_NPN_NEGOTIATED) {
+            *out = sel;
+            *outlen = sellen;
+            return SSL_TLSEXT_ERR_OK;
+        }
+        return SSL_TLSEXT_ERR_NOACK;
+    }
+    if (s->origin_alpn_other)
+        return SSL_TLSEXT_ERR_NOACK;
     if (SSL_select_next_proto(&sel, &sellen, alpn_http11, sizeof alpn_http11, in, inlen) ==
         OPENSSL_NPN_NEGOTIATED) {
         *out = sel;

@@ -15,6 +15,8 @@
 #include "worker.h"
 
 static const unsigned char alpn_http11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+static const unsigned char alpn_h2_http11[] = {2,   'h', '2', 8,   'h', 't',
+                                               't', 'p', '/', '1', '.', '1'};
 
 static const char *tls_name(session *s)
 {
@@ -92,6 +94,17 @@ bool tls_origin_alpn_other(session *s)
     return s->origin_alpn_other;
 }
 
+bool tls_origin_h2(session *s)
+{
+    tls_leg *t = tls_leg_of(&s->origin);
+    if (!t || !t->handshake_done)
+        return false;
+    const unsigned char *proto;
+    unsigned int plen;
+    SSL_get0_alpn_selected(t->ssl, &proto, &plen);
+    return plen == 2 && memcmp(proto, "h2", 2) == 0;
+}
+
 void tls_origin_open(session *s, void (*done)(session *s, bool ok))
 {
     shared_state *sh = s->w->shared;
@@ -112,7 +125,11 @@ void tls_origin_open(session *s, void (*done)(session *s, bool ok))
             X509_VERIFY_PARAM_set1_host(param, name, 0);
         }
     }
-    if (s->client_offers_http11)
+    /* The origin is offered what the client offered (h2 only while the client may get it);
+     * an h2 client can be served by an HTTP/1.1 origin too, so http/1.1 goes with h2. */
+    if (s->client_offers_h2)
+        SSL_set_alpn_protos(ssl, alpn_h2_http11, sizeof alpn_h2_http11);
+    else if (s->client_offers_http11)
         SSL_set_alpn_protos(ssl, alpn_http11, sizeof alpn_http11);
     if (revocation_wants_staple(s))
         SSL_set_tlsext_status_type(ssl, TLSEXT_STATUSTYPE_ocsp);

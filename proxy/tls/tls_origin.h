@@ -15,4 +15,7 @@ void tls_origin_open(session *s, void (*done)(session *s, bool ok));
 /** Whether the origin negotiated an ALPN protocol other than http/1.1. */
 bool tls_origin_alpn_other(session *s);
 
+/** Whether the origin leg's TLS negotiated h2. */
+bool tls_origin_h2(session *s);
+
 #endif

@@ -65,6 +65,12 @@ static void client_handshake_done(leg *l, bool ok)
         return;
     }
     metrics_tls_handshake(true, SSL_session_reused(t->ssl));
+    const unsigned char *proto;
+    unsigned int plen;
+    SSL_get0_alpn_selected(t->ssl, &proto, &plen);
+    s->client_h2 = plen == 2 && memcmp(proto, "h2", 2) == 0;
+    /* Later origin connections (HTTP/1.1 keep-alive) must not offer h2. */
+    s->client_offers_h2 = s->client_h2;
     /* Proxy handoff: what is inside the TLS decides the handler. */
     session_enter(s, STAGE_DETECT, NULL, 0);
 }

@@ -72,6 +72,9 @@ static bool checkpoint3(session *s)
 
 static void settle_inner(session *s, detect_protocol proto)
 {
+    /* A client that negotiated h2 speaks HTTP/2 or nothing: the h2 stage answers it. */
+    if (s->client_h2 && proto != PROTO_SIP)
+        proto = PROTO_HTTPS;
     if (s->intercept_mode == SSL_FP_HTTPS && proto != PROTO_HTTPS) {
         if (!s->tunnel_on_error || s->upstream_error) {
             s->protocol = proto;
@@ -82,11 +85,13 @@ static void settle_inner(session *s, detect_protocol proto)
         proto = PROTO_TCP;
     }
     s->protocol = proto;
-    stage_id id = proto == PROTO_HTTPS ? STAGE_HTTP : proto == PROTO_SIP ? STAGE_SIP : STAGE_TUNNEL;
+    stage_id id = proto == PROTO_HTTPS ? (s->client_h2 ? STAGE_H2 : STAGE_HTTP)
+                  : proto == PROTO_SIP ? STAGE_SIP
+                                       : STAGE_TUNNEL;
     s->tunneled = id == STAGE_TUNNEL;
     if (!checkpoint3(s))
         return;
-    if (s->upstream_error && id != STAGE_HTTP) {
+    if (s->upstream_error && id != STAGE_HTTP && id != STAGE_H2) {
         /* Nothing is relayed to or from an origin that failed verification. */
         txn_fail(s, "%s", s->upstream_error);
         session_end(s);
@@ -137,8 +142,11 @@ static void settle(session *s, const detect_result *r)
         if (!accept_sni(s, r->tls.sni))
             return;
         s->client_offers_http11 = false;
-        for (unsigned i = 0; i < r->tls.alpn_count; i++)
+        s->client_offers_h2 = false;
+        for (unsigned i = 0; i < r->tls.alpn_count; i++) {
             s->client_offers_http11 |= strcmp(r->tls.alpn[i], "http/1.1") == 0;
+            s->client_offers_h2 |= strcmp(r->tls.alpn[i], "h2") == 0;
+        }
         policy_decision d;
         if (!session_policy(s, POLICY_CP_TLS, NULL, NULL, &d)) {
             session_end(s);
@@ -147,6 +155,7 @@ static void settle(session *s, const detect_result *r)
         if (d.ssl_forward_proxy == SSL_FP_HTTPS || d.ssl_forward_proxy == SSL_FP_YES) {
             s->intercept_mode = d.ssl_forward_proxy;
             s->intercepted = true;
+            s->client_offers_h2 &= s->w->shared->cfg.http2 && d.http2 != TRI_NO;
             hand_off(s, STAGE_TLS);
             return;
         }

@@ -397,11 +397,12 @@ class InterceptHttpsTest(unittest.TestCase):
         values = lambda name: sorted(v.strip() for v in re.findall(r"=\s*([^,/]+)", name))
         self.assertEqual(values(issuer.group(1)), values(ca_subject), out)
 
-    def test_a_client_offering_h2_gets_http_1_1(self):
+    def test_a_client_offering_h2_gets_h2_in_front_of_an_http_1_1_origin(self):
+        # SPEC 6.1: the client leg speaks h2, the origin leg the HTTP/1.1 its origin chose.
         proc = harness.curl("--http2", "--cacert", self.proxy.ca_cert, "-o", "/dev/null",
                             "-w", "%{http_version}", self.url("/"), proxy=self.proxy.url)
         self.assertEqual(proc.returncode, 0, proc.stderr)
-        self.assertEqual(proc.stdout, b"1.1")
+        self.assertEqual(proc.stdout, b"2")
 
     def test_tls_1_2_and_tls_1_3_clients_both_work(self):
         for label, flags in (("TLSv1.2", ("--tlsv1.2", "--tls-max", "1.2")),
@@ -466,9 +467,10 @@ class InterceptHttpsTest(unittest.TestCase):
 
 class AlpnTowardsOriginTest(unittest.TestCase):
     def test_origin_offering_h2_still_speaks_http_1_1_with_the_client(self):
-        # The origin prefers h2; the proxy must not offer it h2, nor the client.
+        # The origin prefers h2; with [tls] http2 = no the proxy must not offer it h2, nor the
+        # client (with HTTP/2 on, test_http2 covers h2 on both legs).
         server = start_tls_origin(self, alpn=("h2", "http/1.1"))
-        proxy = start_proxy(self, INTERCEPT_WITH_HANDOFF)
+        proxy = start_proxy(self, INTERCEPT_WITH_HANDOFF, tls={"http2": "no"})
         proc = harness.curl("--http2", "--cacert", proxy.ca_cert, "-w", "\n%{http_version}",
                             f"https://localhost:{server.port}/", proxy=proxy.url)
         self.assertEqual(proc.returncode, 0, proc.stderr)

@@ -304,6 +304,25 @@ static void protocol_names_round_trip(void **state)
     assert_int_equal(detect_protocol_from_name(""), PROTO_UNKNOWN);
 }
 
+/* Inside TLS with ALPN h2 the first bytes are the HTTP/2 preface: that is HTTP (https), and
+ * it is decided only once the whole preface is there. Outside TLS it is no request line. */
+static void h2_preface_is_https_inside_tls(void **state)
+{
+    (void)state;
+    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\4\0\0\0\0\0";
+    detect_result r;
+    size_t full = 24;
+    for (size_t n = 1; n < full; n++)
+        assert_int_equal(detect_classify_inner(place(preface, n), n, &r), DETECT_NEED_MORE);
+    assert_int_equal(detect_classify_inner(place(preface, full + 9), full + 9, &r), DETECT_MATCH);
+    assert_int_equal(r.protocol, PROTO_HTTPS);
+    /* One wrong byte of the preface: not HTTP/2, and not HTTP/1.1 either. */
+    static const char wrong[] = "PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n";
+    assert_int_equal(detect_classify_inner(place_str(wrong), strlen(wrong), &r), DETECT_MATCH);
+    assert_int_equal(r.protocol, PROTO_TCP);
+    assert_int_equal(detect_h2_preface(place_str("GET / HTTP/1.1\r\n"), 16), DETECT_NO);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -323,6 +342,7 @@ int main(void)
         cmocka_unit_test(tls_refuses_what_cannot_be_a_client_hello),
         cmocka_unit_test(a_full_buffer_always_decides),
         cmocka_unit_test(protocol_names_round_trip),
+        cmocka_unit_test(h2_preface_is_https_inside_tls),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
