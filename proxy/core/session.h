@@ -33,6 +33,8 @@ struct session {
     upstream_op *upstream; /* resolve and connect in progress */
     int pending;           /* open handles and outstanding requests; freed when it reaches 0 */
     bool ending;           /* session_end/abort called: no stage runs any more */
+    unsigned streams_open;  /* HTTP/2: streams open now */
+    uint64_t streams_total; /* HTTP/2: streams so far */
     unsigned auth_jobs;    /* credential checks queued for this connection */
     const char *auth_mech; /* "basic" or "negotiate" once the user is known */
     bool authenticated;    /* the connection's identity is established (Negotiate) */

@@ -33,6 +33,10 @@ static json_t *session_to_json(const session *s, uint64_t now)
                             json_integer((json_int_t)s->counters->items[i].count));
     json_object_set_new(o, "messages", m);
     json_object_set_new(o, "compressed", json_boolean(s->compressed));
+    if (s->streams_total) {
+        json_object_set_new(o, "streams_open", json_integer((json_int_t)s->streams_open));
+        json_object_set_new(o, "streams", json_integer((json_int_t)s->streams_total));
+    }
     json_object_set_new(o, "mode", json_string(s->transparent ? "transparent" : "explicit"));
     if (s->user[0])
         json_object_set_new(o, "user", json_text(s->user));

@@ -80,6 +80,7 @@ void txn_end(session *s)
     if (!t->open)
         return;
     t->open = false;
+    metrics_http2_stream(t->action ? t->action : t->error ? "error" : "allowed");
     write_line(s, t);
 }
 

@@ -219,6 +219,7 @@ static void stream_free(session *s, h2_stream *st)
     if (st->next)
         st->next->prev = st->prev;
     hs->nstreams--;
+    s->streams_open = hs->nstreams;
     free(st->req.p);
     free(st->resp.p);
     headers_free(&st->req_trailers);
@@ -284,6 +285,8 @@ static void on_request(session *s, int32_t id, const nghttp2_nv *nv, size_t n, b
         hs->streams->prev = st;
     hs->streams = st;
     hs->nstreams++;
+    s->streams_open = hs->nstreams;
+    s->streams_total++;
     nghttp2_session_set_stream_user_data(cng, id, st);
     st->req_end = end_stream;
 

@@ -26,6 +26,7 @@ static struct {
     labelled denials;
     labelled handshake_failures;
     labelled auth;        /* "mechanism|result" */
+    labelled h2_streams; /* by action */
     labelled transparent; /* by result */
     labelled proxy_protocol;
     labelled ocsp_responses;
@@ -63,6 +64,13 @@ void metrics_auth(const char *mechanism, const char *result)
     snprintf(key, sizeof key, "%s|%s", mechanism, result);
     pthread_mutex_lock(&m.lock);
     bump(&m.auth, key);
+    pthread_mutex_unlock(&m.lock);
+}
+
+void metrics_http2_stream(const char *action)
+{
+    pthread_mutex_lock(&m.lock);
+    bump(&m.h2_streams, action);
     pthread_mutex_unlock(&m.lock);
 }
 
@@ -212,6 +220,9 @@ char *metrics_render(const metrics_gauges *g, size_t *len)
                 bar ? (int)(bar - name) : (int)strlen(name), name, bar ? bar + 1 : "",
                 (unsigned long long)m.auth.items[i].count);
     }
+    fprintf(f, "# HELP handoff_http2_streams_total HTTP/2 streams of intercepted connections, by "
+               "action.\n# TYPE handoff_http2_streams_total counter\n");
+    emit(f, "handoff_http2_streams_total", "action", &m.h2_streams);
     fprintf(f, "# HELP handoff_detections_total Protocol detection results.\n"
                "# TYPE handoff_detections_total counter\n");
     emit(f, "handoff_detections_total", "protocol", &m.detections);

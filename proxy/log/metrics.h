@@ -29,6 +29,9 @@ void metrics_proxy_protocol(const char *outcome);
 void metrics_ocsp_response(const char *status);
 /** One origin revocation check: source staple|ocsp|crl|cache, result good|revoked|unknown|error. */
 void metrics_revocation_check(const char *source, const char *result);
+/** An HTTP/2 stream ended (its log line written), by action. */
+void metrics_http2_stream(const char *action);
+
 /** Bytes held in splice pipes (a gauge): delta may be negative. */
 void metrics_splice_pipe_bytes(ssize_t delta);
 

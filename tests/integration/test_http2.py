@@ -308,6 +308,11 @@ class Http2Through(unittest.TestCase):
         for i in range(20):
             self.proxy.wait_log(lambda e, i=i: e.get("url", "").endswith(f"/small?n={i}")
                                 and e.get("http_version") == "2")
+        # /metrics counts streams, not connections.
+        text = self.proxy.admin_get("/metrics").decode()
+        allowed = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith('handoff_http2_streams_total{action="allowed"}')]
+        self.assertTrue(allowed and allowed[0] >= len(urls), allowed)
 
     def test_concurrent_streams_with_nghttp(self):
         # nghttp speaks to a local port that forwards through CONNECT (it has no proxy option).
