@@ -80,7 +80,6 @@ void txn_end(session *s)
     if (!t->open)
         return;
     t->open = false;
-    metrics_http2_stream(t->action ? t->action : t->error ? "error" : "allowed");
     write_line(s, t);
 }
 
@@ -89,6 +88,7 @@ void txn_log_stream(session *s, txn *t)
     if (!t->open)
         return;
     t->open = false;
+    metrics_http2_stream(t->action ? t->action : t->error ? "error" : "allowed");
     write_line(s, t);
 }
 
