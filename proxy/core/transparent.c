@@ -33,6 +33,9 @@
 
 /* Decided once at start-up, before the workers run. */
 static bool mark_usable = true;
+/* The mark in force, for sockets opened where no configuration is at hand (revocation
+ * fetches); 0 when there is none. Set once at start, before the workers run. */
+static unsigned process_mark;
 
 void transparent_prepare_listener(int fd, int family, const char *text, bool log)
 {
@@ -61,6 +64,20 @@ void transparent_probe_mark(const config *cfg)
              mark, strerror(errno));
     }
     if (fd >= 0)
+        close(fd);
+    if (mark_usable)
+        process_mark = mark;
+}
+
+void transparent_mark_tcp(uv_tcp_t *tcp, int family)
+{
+    if (process_mark == 0)
+        return;
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return;
+    setsockopt(fd, SOL_SOCKET, SO_MARK, &process_mark, sizeof process_mark);
+    if (uv_tcp_open(tcp, fd) != 0)
         close(fd);
 }
 

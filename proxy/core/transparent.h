@@ -32,6 +32,9 @@ void transparent_mark_origin(session *s, int family);
  * revocation fetch): marked so that redirection rules let it through. */
 void transparent_mark_socket(const config *cfg, uv_tcp_t *tcp, int family);
 
+/** The same with the mark found usable at start (for code without the configuration). */
+void transparent_mark_tcp(uv_tcp_t *tcp, int family);
+
 /** A connection accepted on transparent listener `listener`: finds its original destination,
  * refuses loops and connections that were not redirected (logged), runs checkpoint 1 with the
  * destination as url.host and url.port, then connects the origin and enters detection. */

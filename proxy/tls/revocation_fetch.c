@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "llhttp.h"
+#include "transparent.h"
 
 #define READ_CHUNK 16384
 
@@ -230,6 +231,7 @@ static void on_connect(uv_connect_t *req, int status)
 static int connect_to(fetch *f, const struct sockaddr *addr)
 {
     uv_tcp_init(f->loop, &f->tcp);
+    transparent_mark_tcp(&f->tcp, addr->sa_family); /* never redirected back to us */
     f->tcp.data = f;
     f->tcp_open = true;
     f->handles++;
