@@ -40,8 +40,9 @@ asan:
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 
 # ThreadSanitizer for what worker loops share with other threads: the credential pool (a
-# check's thread never touches a session: SPEC 4.1), the leaf cache, the OCSP record.
-TSAN_TESTS = proxy_cred_pool_test certs_leaf_cache_test certs_ocsp_test
+# check's thread never touches a session: SPEC 4.1), revocation fetches shared by the
+# workers, the leaf cache, the OCSP record.
+TSAN_TESTS = proxy_cred_pool_test proxy_revocation_fetch_test certs_leaf_cache_test certs_ocsp_test
 tsan:
 	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang -DHANDOFF_TSAN=ON
 	cmake --build $(TSAN_BUILD) -j$(JOBS) --target $(TSAN_TESTS)
@@ -62,7 +63,7 @@ test: test-deps build asan tsan fuzz
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j2
 	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure \
-	  -R '^(proxy_cred_pool|certs_leaf_cache|certs_ocsp)$$'
+	  -R '^(proxy_cred_pool|proxy_revocation_fetch|certs_leaf_cache|certs_ocsp)$$'
 	cd $(FUZZ_BUILD) && ctest --output-on-failure -L fuzz -j2
 
 format:

@@ -2,6 +2,7 @@
 #include "revocation_fetch.h"
 
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,10 +14,20 @@
 
 #define READ_CHUNK 16384
 
+/* A check waiting for a fetch. One on another worker's loop is told through its own async
+ * handle, made on (and closed on) that loop; it keeps that loop alive until it is told, which
+ * the fetch's timeout bounds. */
 typedef struct waiter {
     rev_fetch_cb cb;
     void *arg;
     struct waiter *next;
+    bool remote;
+    uv_async_t async;
+    int status;
+    unsigned char *body;
+    size_t len;
+    bool failed;
+    char error[160];
 } waiter;
 
 typedef struct fetch {
@@ -51,7 +62,10 @@ typedef struct fetch {
     char rbuf[READ_CHUNK];
 } fetch;
 
-static _Thread_local fetch *in_flight;
+/* Fetches in flight on every worker: a check of the same URL on any loop joins the one there
+ * is. The list and the waiters lists are guarded by lock; a fetch itself belongs to its loop. */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static fetch *in_flight;
 static _Thread_local uint64_t started;
 
 uint64_t rev_fetch_started(void)
@@ -76,12 +90,43 @@ static void on_closed(uv_handle_t *h)
     maybe_free(f);
 }
 
+static void remote_closed(uv_handle_t *h)
+{
+    waiter *w = h->data;
+    free(w->body);
+    free(w);
+}
+
+/* On the waiter's own loop. */
+static void on_remote(uv_async_t *a)
+{
+    waiter *w = a->data;
+    w->cb(w->arg, w->failed ? 0 : w->status, w->failed ? NULL : w->body, w->failed ? 0 : w->len,
+          w->failed ? w->error : NULL);
+    uv_close((uv_handle_t *)&w->async, remote_closed);
+}
+
+/* On the fetch's loop: a copy of the answer goes to the waiter's loop. */
+static void tell_remote(waiter *w, const fetch *f, const char *error)
+{
+    w->status = f->status;
+    if (error || (f->body_len && !(w->body = malloc(f->body_len)))) {
+        w->failed = true;
+        snprintf(w->error, sizeof w->error, "%s", error ? error : "out of memory");
+    } else if (f->body_len) {
+        memcpy(w->body, f->body, f->body_len);
+        w->len = f->body_len;
+    }
+    uv_async_send(&w->async);
+}
+
 /* Tells every waiter, then lets go of the handles; the fetch is freed once they are closed. */
 static void finish(fetch *f, const char *error)
 {
     if (f->done)
         return;
     f->done = true;
+    pthread_mutex_lock(&lock);
     for (fetch **p = &in_flight; *p; p = &(*p)->next)
         if (*p == f) {
             *p = f->next;
@@ -89,11 +134,16 @@ static void finish(fetch *f, const char *error)
         }
     waiter *w = f->waiters;
     f->waiters = NULL;
+    pthread_mutex_unlock(&lock);
     while (w) {
         waiter *next = w->next;
-        w->cb(w->arg, error ? 0 : f->status, error ? NULL : f->body, error ? 0 : f->body_len,
-              error);
-        free(w);
+        if (w->remote) {
+            tell_remote(w, f, error);
+        } else {
+            w->cb(w->arg, error ? 0 : f->status, error ? NULL : f->body, error ? 0 : f->body_len,
+                  error);
+            free(w);
+        }
         w = next;
     }
     uv_timer_stop(&f->timer);
@@ -367,21 +417,33 @@ int rev_fetch(uv_loop_t *loop, const char *url, const unsigned char *body, size_
     w->arg = arg;
     size_t url_len = strlen(url);
     size_t key_len = url_len + 1 + (body ? body_len : 0);
+    pthread_mutex_lock(&lock);
     for (fetch *f = in_flight; f; f = f->next)
-        if (f->loop == loop && f->key_len == key_len && memcmp(f->key, url, url_len + 1) == 0 &&
+        if (f->key_len == key_len && memcmp(f->key, url, url_len + 1) == 0 &&
             (!body || memcmp(f->key + url_len + 1, body, body_len) == 0)) {
+            if (f->loop != loop) {
+                /* Another worker's fetch: it answers through this loop's own handle. */
+                if (uv_async_init(loop, &w->async, on_remote) != 0)
+                    break;
+                w->async.data = w;
+                w->remote = true;
+            }
             w->next = f->waiters;
             f->waiters = w;
+            pthread_mutex_unlock(&lock);
             return 0;
         }
+    pthread_mutex_unlock(&lock);
     fetch *f = fetch_new(loop, url, body, body_len, max_body, timeout_ms);
     if (!f) {
         free(w);
         return -1;
     }
     f->waiters = w;
+    pthread_mutex_lock(&lock);
     f->next = in_flight;
     in_flight = f;
+    pthread_mutex_unlock(&lock);
     started++;
     uv_timer_init(loop, &f->timer);
     f->timer.data = f;

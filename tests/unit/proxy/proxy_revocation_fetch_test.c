@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <pthread.h>
+#include <time.h>
 #include <uv.h>
 
 #include "revocation_fetch.h"
@@ -222,6 +224,66 @@ static void concurrent_fetches_of_one_url_share_one_connection(void **state)
     uv_loop_close(&loop);
 }
 
+/* A check on another worker's loop joins the fetch in flight instead of making its own. */
+typedef struct {
+    const char *url;
+    outcome result;
+    pthread_t ran_on;
+    int joined;
+} remote_check;
+
+static void on_remote_done(void *arg, int status, const unsigned char *body, size_t len,
+                           const char *error)
+{
+    remote_check *r = arg;
+    r->ran_on = pthread_self();
+    on_done(&r->result, status, body, len, error);
+}
+
+static void *other_worker(void *arg)
+{
+    remote_check *r = arg;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    uint64_t before = rev_fetch_started();
+    r->joined = rev_fetch(&loop, r->url, NULL, 0, 1024, 5000, on_remote_done, r) == 0 &&
+                rev_fetch_started() == before;
+    uv_run(&loop, UV_RUN_DEFAULT); /* returns once the answer came through its own handle */
+    uv_loop_close(&loop);
+    return NULL;
+}
+
+static void a_fetch_in_flight_on_one_loop_answers_another_loop(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    server srv;
+    server_start(&loop, &srv, ok_response, sizeof ok_response - 1);
+    outcome mine = {.srv = &srv, .expected = 1};
+    char url[128];
+    snprintf(url, sizeof url, "%s", url_of(&srv, "/shared"));
+    /* In flight on this loop, not answered yet: this loop has not run. */
+    assert_int_equal(rev_fetch(&loop, url, NULL, 0, 1024, 5000, on_done, &mine), 0);
+    remote_check other = {.url = url};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, other_worker, &other), 0);
+    /* Give the other loop time to join before this one answers. */
+    struct timespec pause = {.tv_nsec = 200 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    run(&loop);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_true(other.joined);
+    assert_int_equal(srv.accepted, 1);
+    assert_int_equal(mine.calls, 1);
+    assert_int_equal(other.result.calls, 1);
+    assert_int_equal(other.result.status, 200);
+    assert_int_equal(other.result.len, 5);
+    assert_memory_equal(other.result.body, "hello", 5);
+    assert_true(pthread_equal(other.ran_on, t));
+    uv_loop_close(&loop);
+}
+
 static void oversized_response_is_an_error(void **state)
 {
     (void)state;
@@ -288,6 +350,7 @@ int main(void)
         cmocka_unit_test(get_reads_a_response),
         cmocka_unit_test(post_carries_the_ocsp_request),
         cmocka_unit_test(concurrent_fetches_of_one_url_share_one_connection),
+        cmocka_unit_test(a_fetch_in_flight_on_one_loop_answers_another_loop),
         cmocka_unit_test(oversized_response_is_an_error),
         cmocka_unit_test(silent_server_times_out),
         cmocka_unit_test(refused_connection_and_bad_urls),
