@@ -308,6 +308,12 @@ void leg_close_graceful(leg *l)
     maybe_finish_close(l);
 }
 
+void leg_trim(leg *l)
+{
+    if (l->open && !l->closing && l->filter && l->filter->trim)
+        l->filter->trim(l);
+}
+
 void leg_abort(leg *l)
 {
     close_now(l, true);

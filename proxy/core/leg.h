@@ -26,6 +26,8 @@ typedef struct leg_filter {
     void (*close_notify)(leg *l);
     /** Frees the filter state (no I/O). */
     void (*free)(leg *l);
+    /** The leg is idle: give back buffers kept for traffic that has passed. May be NULL. */
+    void (*trim)(leg *l);
 } leg_filter;
 
 struct leg {
@@ -75,6 +77,9 @@ void leg_shutdown(leg *l);
  * still sends is read and dropped until its FIN, then the handle closes. The session's
  * deadline bounds it. */
 void leg_close_graceful(leg *l);
+
+/** The leg waits for its peer's next message: its filter gives back buffers it does not need. */
+void leg_trim(leg *l);
 
 /** Ends the leg now: queued bytes are discarded and the connection is reset. */
 void leg_abort(leg *l);

@@ -351,6 +351,10 @@ static void next_request(session *s)
     }
     reset_request(h);
     s->idle = true;
+    /* Between requests a connection holds no buffer it does not need. */
+    leg_trim(&s->client);
+    if (h->origin_ready)
+        leg_trim(&s->origin);
     session_deadline(s, (uint64_t)s->w->shared->cfg.idle_timeout_s * 1000);
     http_resume_client(s);
 }

@@ -2,6 +2,7 @@
  * whatever OpenSSL puts in wbio is written to the socket right away. */
 #include "tls_leg.h"
 
+#include <openssl/buffer.h>
 #include <openssl/err.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,7 +191,41 @@ static void tls_free(leg *l)
     l->filter_state = NULL;
 }
 
+/* A memory BIO keeps the largest buffer it ever held (a certificate flight, a 16 KiB record).
+ * On an idle leg an empty one is swapped for a fresh, empty BIO. */
+#define TLS_TRIM_ABOVE 2048
+
+static bool oversized_and_empty(BIO *b)
+{
+    BUF_MEM *bm = NULL;
+    BIO_get_mem_ptr(b, &bm);
+    return bm && bm->length == 0 && bm->max > TLS_TRIM_ABOVE;
+}
+
+static void tls_trim(leg *l)
+{
+    tls_leg *t = l->filter_state;
+    if (t->in_pump || !t->handshake_done || t->failed)
+        return;
+    if (oversized_and_empty(t->wbio)) {
+        BIO *fresh = BIO_new(BIO_s_mem());
+        if (fresh) {
+            SSL_set0_wbio(t->ssl, fresh); /* frees the old one */
+            t->wbio = fresh;
+        }
+    }
+    if (oversized_and_empty(t->rbio) && SSL_pending(t->ssl) == 0) {
+        BIO *fresh = BIO_new(BIO_s_mem());
+        if (fresh) {
+            BIO_set_mem_eof_return(fresh, -1);
+            SSL_set0_rbio(t->ssl, fresh);
+            t->rbio = fresh;
+        }
+    }
+}
+
 static const leg_filter tls_filter = {
+    .trim = tls_trim,
     .on_read = tls_on_read,
     .writev = tls_writev,
     .resume = tls_resume,
