@@ -93,6 +93,7 @@ static void connect_enter(session *s, const char *replay, size_t len)
     }
     /* Keep reading: what the client sends before the 200 belongs to the tunnel. */
     leg_want_read(&s->client, st->held_len < CONNECT_HOLD_MAX);
+    session_deadline(s, (uint64_t)s->w->shared->cfg.connect_timeout_s * 1000);
     upstream_connect(s, s->target_host, s->target_port, on_origin);
 }
 
@@ -122,7 +123,12 @@ static void connect_on_data(session *s, leg *l, const char *buf, ssize_t n)
 
 static void connect_on_deadline(session *s)
 {
-    (void)s; /* the connect timeout belongs to the upstream operation */
+    /* The upstream operation times out at the same moment; whichever fires first answers. */
+    upstream_cancel(s);
+    char reason[400];
+    snprintf(reason, sizeof reason, "connecting to %s:%u timed out after %d s", s->target_host,
+             s->target_port, s->w->shared->cfg.connect_timeout_s);
+    refuse(s, 504, reason);
 }
 
 static void connect_leave(session *s, void *old)
