@@ -6,7 +6,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <ifaddrs.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -17,7 +16,9 @@
 
 #include "diag.h"
 #include "metrics.h"
+#include "names.h"
 #include "session.h"
+#include "upstream.h"
 #include "verdict.h"
 #include "worker.h"
 
@@ -101,29 +102,18 @@ void transparent_mark_origin(session *s, int family)
 
 /* ---- addresses ---- */
 
-/* v4-mapped IPv6 becomes IPv4, so one address has one spelling. */
-static void canonical(const struct sockaddr_storage *in, struct sockaddr_storage *out)
-{
-    memset(out, 0, sizeof *out);
-    if (in->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const void *)in;
-        if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr)) {
-            struct sockaddr_in *o = (void *)out;
-            o->sin_family = AF_INET;
-            o->sin_port = a->sin6_port;
-            memcpy(&o->sin_addr, &a->sin6_addr.s6_addr[12], 4);
-            return;
-        }
-        memcpy(out, a, sizeof *a);
-        return;
-    }
-    memcpy(out, in, sizeof(struct sockaddr_in));
-}
-
 static uint16_t port_of(const struct sockaddr_storage *a)
 {
     return ntohs(a->ss_family == AF_INET ? ((const struct sockaddr_in *)a)->sin_port
                                          : ((const struct sockaddr_in6 *)a)->sin6_port);
+}
+
+/* v4-mapped IPv6 becomes IPv4, so one address has one spelling. */
+static void canonical(const struct sockaddr_storage *in, struct sockaddr_storage *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!names_sockaddr_canonical((const struct sockaddr *)in, out))
+        memcpy(out, in, sizeof *out);
 }
 
 static void ip_text(const struct sockaddr_storage *a, char *out, size_t len)
@@ -134,68 +124,15 @@ static void ip_text(const struct sockaddr_storage *a, char *out, size_t len)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)a)->sin6_addr, out, (socklen_t)len);
 }
 
-static bool same_ip(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-    if (a->ss_family != b->ss_family)
-        return false;
-    if (a->ss_family == AF_INET)
-        return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
-               ((const struct sockaddr_in *)b)->sin_addr.s_addr;
-    return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-                  &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
-}
-
-static bool is_unspecified(const struct sockaddr_storage *a)
-{
-    if (a->ss_family == AF_INET)
-        return ((const struct sockaddr_in *)a)->sin_addr.s_addr == htonl(INADDR_ANY);
-    return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)a)->sin6_addr);
-}
-
-static bool is_local(const struct sockaddr_storage *a)
-{
-    if (a->ss_family == AF_INET
-            ? (ntohl(((const struct sockaddr_in *)a)->sin_addr.s_addr) >> 24) == 127
-            : IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)a)->sin6_addr))
-        return true;
-    struct ifaddrs *ifs;
-    if (getifaddrs(&ifs) != 0)
-        return false;
-    bool found = false;
-    for (struct ifaddrs *i = ifs; i && !found; i = i->ifa_next) {
-        if (!i->ifa_addr || i->ifa_addr->sa_family != a->ss_family)
-            continue;
-        struct sockaddr_storage x;
-        memset(&x, 0, sizeof x);
-        memcpy(&x, i->ifa_addr,
-               a->ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
-        found = same_ip(a, &x);
-    }
-    freeifaddrs(ifs);
-    return found;
-}
-
-/* Does a connection to dst arrive at a socket listening on listener? */
-static bool reaches(const struct sockaddr_storage *dst, const struct sockaddr_storage *listener)
-{
-    struct sockaddr_storage l;
-    canonical(listener, &l);
-    if (port_of(dst) != port_of(&l))
-        return false;
-    if (is_unspecified(&l))
-        return dst->ss_family == l.ss_family && is_local(dst);
-    return same_ip(dst, &l);
-}
-
 static bool is_own_listener(const config *cfg, const struct sockaddr_storage *dst)
 {
     for (int i = 0; i < cfg->listen_count; i++)
-        if (reaches(dst, &cfg->listen[i].addr))
+        if (upstream_reaches((const struct sockaddr *)dst, &cfg->listen[i].addr))
             return true;
     for (int i = 0; i < cfg->transparent_count; i++)
-        if (reaches(dst, &cfg->transparent[i].addr))
+        if (upstream_reaches((const struct sockaddr *)dst, &cfg->transparent[i].addr))
             return true;
-    return cfg->admin_enabled && reaches(dst, &cfg->admin.addr);
+    return cfg->admin_enabled && upstream_reaches((const struct sockaddr *)dst, &cfg->admin.addr);
 }
 
 /* The destination the client dialled: conntrack's pre-NAT address after REDIRECT; without a
@@ -248,7 +185,7 @@ void transparent_accept(session *s, const config_addr *listener)
     txn_begin(s, false, NULL, target);
 
     char reason[400];
-    if (reaches(&dst, &listener->addr)) {
+    if (upstream_reaches((const struct sockaddr *)&dst, &listener->addr)) {
         snprintf(reason, sizeof reason,
                  "not redirected: the connection was made to the transparent listener %s itself",
                  listener->text);

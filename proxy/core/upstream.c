@@ -160,7 +160,7 @@ static bool is_local(const struct sockaddr_storage *a)
     return false;
 }
 
-static bool reaches(const struct sockaddr *target_raw, const struct sockaddr_storage *listen_raw)
+bool upstream_reaches(const struct sockaddr *target_raw, const struct sockaddr_storage *listen_raw)
 {
     struct sockaddr_storage t, l;
     canonical(target_raw, &t);
@@ -179,9 +179,9 @@ static bool reaches(const struct sockaddr *target_raw, const struct sockaddr_sto
 static int check_self(const config *cfg, const struct sockaddr *addr)
 {
     for (int i = 0; i < cfg->listen_count; i++)
-        if (reaches(addr, &cfg->listen[i].addr))
+        if (upstream_reaches(addr, &cfg->listen[i].addr))
             return 508;
-    if (cfg->admin_enabled && reaches(addr, &cfg->admin.addr))
+    if (cfg->admin_enabled && upstream_reaches(addr, &cfg->admin.addr))
         return 403;
     return 0;
 }

@@ -4,7 +4,9 @@
 #ifndef HANDOFF_UPSTREAM_H
 #define HANDOFF_UPSTREAM_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 typedef struct session session;
 
@@ -13,6 +15,11 @@ typedef void (*upstream_cb)(session *s, int status, const char *reason);
 
 /** Connects s->origin to host:port (host canonical). done runs once, unless cancelled. */
 void upstream_connect(session *s, const char *host, uint16_t port, upstream_cb done);
+
+/** Whether a connection to target would arrive at a socket listening on listener: addresses
+ * compared after canonicalising (v4-mapped as IPv4), 0.0.0.0/:: targets reach this host, and a
+ * wildcard listener is reached through any of the machine's addresses. */
+bool upstream_reaches(const struct sockaddr *target, const struct sockaddr_storage *listener);
 
 /** Stops a connect in progress; its callback will not run. */
 void upstream_cancel(session *s);
