@@ -99,14 +99,15 @@ void session_deadline_stop(session *s)
         uv_timer_stop(&s->timer);
 }
 
+/* The session ends in its stage: no stage follows, so s->st stays the state during leave. */
 static void leave_stage(session *s)
 {
     const stage *old = s->stage;
     void *old_st = s->st;
     s->stage = NULL;
-    s->st = NULL;
     if (old && old->leave)
         old->leave(s, old_st);
+    s->st = NULL;
     free(old_st);
 }
 

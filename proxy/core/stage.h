@@ -48,8 +48,9 @@ typedef struct stage {
      * the session then aborts with the error. */
     void (*on_error)(session *s, leg *l, int err);
     /** The stage has ended: release what its state old holds (the state itself is freed right
-     * after). Runs after the next stage's enter, so the bytes handed on stay valid during it;
-     * it must not do I/O. May be NULL. */
+     * after). Runs after the next stage's enter, so the bytes handed on stay valid during it
+     * (s->st is then the next stage's; when the session ends, s->st is still old); it must not
+     * do I/O. May be NULL. */
     void (*leave)(session *s, void *old);
 } stage;
 

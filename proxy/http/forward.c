@@ -29,37 +29,6 @@ static int resp_message_begin(llhttp_t *p)
     return 0;
 }
 
-static int resp_append(llhttp_t *p, head_part part, const char *at, size_t len)
-{
-    session *s = p->data;
-    return head_append(&state(s)->resp_head, part, at, len,
-                       (size_t)s->w->shared->cfg.max_header_bytes)
-               ? -1
-               : 0;
-}
-
-static int resp_status(llhttp_t *p, const char *at, size_t len)
-{
-    return resp_append(p, HEAD_URL, at, len); /* the reason phrase */
-}
-
-static int resp_field(llhttp_t *p, const char *at, size_t len)
-{
-    return resp_append(p, HEAD_FIELD, at, len);
-}
-
-static int resp_value(llhttp_t *p, const char *at, size_t len)
-{
-    return resp_append(p, HEAD_VALUE, at, len);
-}
-
-static int resp_value_done(llhttp_t *p)
-{
-    session *s = p->data;
-    head_value_done(&state(s)->resp_head);
-    return 0;
-}
-
 /* Sends what the cork holds in one write. The pieces point into the read buffer, the state
  * and the owned head: flush before the read callback returns. */
 static void flush_client(session *s)
@@ -225,10 +194,10 @@ static int resp_message_complete(llhttp_t *p)
 
 static const llhttp_settings_t response_settings = {
     .on_message_begin = resp_message_begin,
-    .on_status = resp_status,
-    .on_header_field = resp_field,
-    .on_header_value = resp_value,
-    .on_header_value_complete = resp_value_done,
+    .on_status = http_on_start_line, /* the reason phrase */
+    .on_header_field = http_on_header_field,
+    .on_header_value = http_on_header_value,
+    .on_header_value_complete = http_on_header_value_complete,
     .on_headers_complete = resp_headers_complete,
     .on_body = resp_body,
     .on_message_complete = resp_message_complete,

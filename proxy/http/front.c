@@ -45,31 +45,36 @@ static int on_message_begin(llhttp_t *p)
     return 0;
 }
 
-static int append(llhttp_t *p, head_part part, const char *at, size_t len)
+/* The head a parser fills: the request's or the response's (forward.c uses these too). */
+static http_head *head_of(llhttp_t *p)
 {
-    session *s = p->data;
-    return head_append(&state(s)->head, part, at, len, max_head(s)) ? -1 : 0;
+    http_state *h = state(p->data);
+    return p == &h->req ? &h->head : &h->resp_head;
 }
 
-static int on_url(llhttp_t *p, const char *at, size_t len)
+static int append(llhttp_t *p, head_part part, const char *at, size_t len)
+{
+    return head_append(head_of(p), part, at, len, max_head(p->data)) ? -1 : 0;
+}
+
+int http_on_start_line(llhttp_t *p, const char *at, size_t len)
 {
     return append(p, HEAD_URL, at, len);
 }
 
-static int on_header_field(llhttp_t *p, const char *at, size_t len)
+int http_on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     return append(p, HEAD_FIELD, at, len);
 }
 
-static int on_header_value(llhttp_t *p, const char *at, size_t len)
+int http_on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     return append(p, HEAD_VALUE, at, len);
 }
 
-static int on_header_value_complete(llhttp_t *p)
+int http_on_header_value_complete(llhttp_t *p)
 {
-    session *s = p->data;
-    head_value_done(&state(s)->head);
+    head_value_done(head_of(p));
     return 0;
 }
 
@@ -109,10 +114,10 @@ static int on_message_complete(llhttp_t *p)
 
 static const llhttp_settings_t request_settings = {
     .on_message_begin = on_message_begin,
-    .on_url = on_url,
-    .on_header_field = on_header_field,
-    .on_header_value = on_header_value,
-    .on_header_value_complete = on_header_value_complete,
+    .on_url = http_on_start_line,
+    .on_header_field = http_on_header_field,
+    .on_header_value = http_on_header_value,
+    .on_header_value_complete = http_on_header_value_complete,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
     .on_message_complete = on_message_complete,

@@ -71,6 +71,12 @@ typedef struct http_state {
 } http_state;
 
 /* front.c */
+/** llhttp callbacks that fill the request's or the response's head, whichever parser calls. */
+int http_on_start_line(llhttp_t *p, const char *at, size_t len);
+int http_on_header_field(llhttp_t *p, const char *at, size_t len);
+int http_on_header_value(llhttp_t *p, const char *at, size_t len);
+int http_on_header_value_complete(llhttp_t *p);
+
 /** Answers the request locally (a status with a text body); the connection closes after it. */
 void http_answer(session *s, int status, const char *reason, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

@@ -797,9 +797,7 @@ static void h2_enter(session *s, const char *replay, size_t len)
 
 static void h2_leave(session *s, void *old)
 {
-    /* The stream helpers find the state through s->st: point it at the state that ends. */
-    void *current = s->st;
-    s->st = old;
+    /* h2 is a last stage: it leaves only when the session ends, with s->st still its state. */
     h2_state *hs = old;
     while (hs->streams) {
         h2_stream *st = hs->streams;
@@ -814,7 +812,6 @@ static void h2_leave(session *s, void *old)
     h2_conn_free(hs->client);
     h2_conn_free(hs->origin);
     hs->client = hs->origin = NULL;
-    s->st = current;
 }
 
 const stage h2_stage = {

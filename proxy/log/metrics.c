@@ -26,7 +26,7 @@ static struct {
     labelled denials;
     labelled handshake_failures;
     labelled auth;        /* "mechanism|result" */
-    labelled h2_streams; /* by action */
+    labelled h2_streams;  /* by action */
     labelled transparent; /* by result */
     labelled proxy_protocol;
     labelled ocsp_responses;
@@ -58,20 +58,29 @@ static void bump(labelled *t, const char *name)
     t->used++;
 }
 
+static void count(labelled *t, const char *name)
+{
+    pthread_mutex_lock(&m.lock);
+    bump(t, name);
+    pthread_mutex_unlock(&m.lock);
+}
+
+/* A two-label series is kept as "a|b" and rendered by emit2. */
+static void count2(labelled *t, const char *a, const char *b)
+{
+    char key[128];
+    snprintf(key, sizeof key, "%s|%s", a, b);
+    count(t, key);
+}
+
 void metrics_auth(const char *mechanism, const char *result)
 {
-    char key[64];
-    snprintf(key, sizeof key, "%s|%s", mechanism, result);
-    pthread_mutex_lock(&m.lock);
-    bump(&m.auth, key);
-    pthread_mutex_unlock(&m.lock);
+    count2(&m.auth, mechanism, result);
 }
 
 void metrics_http2_stream(const char *action)
 {
-    pthread_mutex_lock(&m.lock);
-    bump(&m.h2_streams, action);
-    pthread_mutex_unlock(&m.lock);
+    count(&m.h2_streams, action);
 }
 
 void metrics_splice_pipe_bytes(ssize_t delta)
@@ -83,10 +92,7 @@ void metrics_handshake_failure(const char *reason)
 {
     /* Keep the label set small: the OpenSSL reason after the last colon. */
     const char *r = strrchr(reason, ':');
-    r = r ? r + 1 : reason;
-    pthread_mutex_lock(&m.lock);
-    bump(&m.handshake_failures, r);
-    pthread_mutex_unlock(&m.lock);
+    count(&m.handshake_failures, r ? r + 1 : reason);
 }
 
 void metrics_connection_end(const char *protocol, const char *action, uint64_t from_client,
@@ -115,9 +121,7 @@ void metrics_detection(const char *protocol, uint64_t latency_ms)
 
 void metrics_proxy_protocol(const char *outcome)
 {
-    pthread_mutex_lock(&m.lock);
-    bump(&m.proxy_protocol, outcome);
-    pthread_mutex_unlock(&m.lock);
+    count(&m.proxy_protocol, outcome);
 }
 
 void metrics_tls_handshake(bool client_leg, bool resumed)
@@ -129,32 +133,22 @@ void metrics_tls_handshake(bool client_leg, bool resumed)
 
 void metrics_transparent(const char *result)
 {
-    pthread_mutex_lock(&m.lock);
-    bump(&m.transparent, result);
-    pthread_mutex_unlock(&m.lock);
+    count(&m.transparent, result);
 }
 
 void metrics_ocsp_response(const char *status)
 {
-    pthread_mutex_lock(&m.lock);
-    bump(&m.ocsp_responses, status);
-    pthread_mutex_unlock(&m.lock);
+    count(&m.ocsp_responses, status);
 }
 
 void metrics_revocation_check(const char *source, const char *result)
 {
-    char key[64];
-    snprintf(key, sizeof key, "%s|%s", source, result);
-    pthread_mutex_lock(&m.lock);
-    bump(&m.revocation_checks, key);
-    pthread_mutex_unlock(&m.lock);
+    count2(&m.revocation_checks, source, result);
 }
 
 void metrics_denial(const char *rule)
 {
-    pthread_mutex_lock(&m.lock);
-    bump(&m.denials, rule ? rule : "default");
-    pthread_mutex_unlock(&m.lock);
+    count(&m.denials, rule ? rule : "default");
 }
 
 /* A label value in the text format: backslash, quote and newline escaped. */
@@ -202,24 +196,10 @@ char *metrics_render(const metrics_gauges *g, size_t *len)
     pthread_mutex_lock(&m.lock);
     fprintf(f, "# HELP handoff_connections_total Connections and requests ended, by protocol "
                "and outcome.\n# TYPE handoff_connections_total counter\n");
-    for (int i = 0; i < m.connections.used; i++) {
-        const char *name = m.connections.items[i].name;
-        const char *bar = strchr(name, '|');
-        fprintf(f, "handoff_connections_total{protocol=\"");
-        fprintf(f, "%.*s", bar ? (int)(bar - name) : (int)strlen(name), name);
-        fprintf(f, "\",outcome=\"");
-        put_label(f, bar ? bar + 1 : "");
-        fprintf(f, "\"} %llu\n", (unsigned long long)m.connections.items[i].count);
-    }
+    emit2(f, "handoff_connections_total", "protocol", "outcome", &m.connections);
     fprintf(f, "# HELP handoff_auth_total Proxy authentications by mechanism and result.\n"
                "# TYPE handoff_auth_total counter\n");
-    for (int i = 0; i < m.auth.used; i++) {
-        const char *name = m.auth.items[i].name;
-        const char *bar = strchr(name, '|');
-        fprintf(f, "handoff_auth_total{mechanism=\"%.*s\",result=\"%s\"} %llu\n",
-                bar ? (int)(bar - name) : (int)strlen(name), name, bar ? bar + 1 : "",
-                (unsigned long long)m.auth.items[i].count);
-    }
+    emit2(f, "handoff_auth_total", "mechanism", "result", &m.auth);
     fprintf(f, "# HELP handoff_http2_streams_total HTTP/2 streams of intercepted connections, by "
                "action.\n# TYPE handoff_http2_streams_total counter\n");
     emit(f, "handoff_http2_streams_total", "action", &m.h2_streams);

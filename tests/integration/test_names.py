@@ -30,7 +30,7 @@ import wire
 from background_server import BackgroundServer
 from test_admin import metric, parse_prometheus, read_head, status_of
 from test_detect import Tunnel
-from test_tls import TlsEchoServer
+from test_tls import TlsEchoServer, read_until_closed
 
 HOST = harness.HOST
 ALLOW_ALL = "<proxy>\n  ALLOW\n"
@@ -81,24 +81,6 @@ def raw_status(proxy: harness.Handoff, request: str) -> tuple:
             return status_of(head), head, b""
     response = cs.exchange(proxy.host, proxy.port, request.encode(), timeout=IO_TIMEOUT_S)
     return response.status, response.header_list, response.body
-
-
-def drain(sock, limit_s: float = 5.0) -> tuple:
-    """(bytes received, whether the peer closed) within limit_s."""
-    data = b""
-    deadline = time.monotonic() + limit_s
-    sock.settimeout(0.5)
-    while time.monotonic() < deadline:
-        try:
-            chunk = sock.recv(65536)
-        except socket.timeout:
-            continue
-        except (ssl.SSLError, ConnectionError, OSError):
-            return data, True
-        if not chunk:
-            return data, True
-        data += chunk
-    return data, False
 
 
 def not_verifying() -> ssl.SSLContext:
@@ -434,7 +416,7 @@ class SniMustMatchTest(unittest.TestCase):
                 sock = harness.connect_tunnel(self.proxy, "localhost", self.echo.port)
                 try:
                     sock.sendall(client_hello_with_sni(sni.encode()))
-                    data, closed = drain(sock)
+                    data, closed = read_until_closed(sock, 5.0)
                 finally:
                     sock.close()
                 self.assertTrue(closed, "the connection stayed open")
@@ -517,7 +499,7 @@ class SniValidationTest(unittest.TestCase):
             # The session list must stay valid JSON and keep the entry's fields while it lasts.
             sessions = self.proxy.sessions()
             session = next((s for s in sessions if s.get("client") == client), None)
-            data, closed = drain(sock)
+            data, closed = read_until_closed(sock, 5.0)
         finally:
             sock.close()
         self.assertTrue(closed, "the connection stayed open after a bad SNI")
