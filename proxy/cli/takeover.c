@@ -21,6 +21,8 @@
 
 #define MAX_PASSED    (CONFIG_MAX_LISTEN + 1)
 #define IO_TIMEOUT_MS 5000
+/* From passing the sockets to the successor's GO: its workers start in that time. */
+#define GO_TIMEOUT_MS 30000
 
 static struct {
     uv_loop_t *loop;
@@ -34,6 +36,8 @@ static struct {
     int peer_fd; /* a takeover in progress, waiting for GO */
     uv_poll_t peer_poll;
     bool peer_polling;
+    uv_timer_t peer_timer; /* the successor's GO must come within GO_TIMEOUT_MS */
+    bool peer_timer_open;
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     ino_t ino;    /* our socket file, to leave a successor's alone */
     int fetch_fd; /* new side: the connection to the old instance */
@@ -63,6 +67,11 @@ static void peer_closed(uv_handle_t *h)
 
 static void end_peer(void)
 {
+    if (ctl.peer_timer_open) {
+        uv_timer_stop(&ctl.peer_timer);
+        uv_close((uv_handle_t *)&ctl.peer_timer, NULL);
+        ctl.peer_timer_open = false;
+    }
     if (ctl.peer_polling && !uv_is_closing((uv_handle_t *)&ctl.peer_poll))
         uv_close((uv_handle_t *)&ctl.peer_poll, peer_closed);
     else if (!ctl.peer_polling && ctl.peer_fd >= 0) {
@@ -87,6 +96,14 @@ static void on_peer_readable(uv_poll_t *p, int status, int events)
         return;
     }
     diag(LOG_WARN, "takeover by process %d abandoned; going on as before", (int)pid);
+    end_peer();
+}
+
+static void on_peer_silent(uv_timer_t *t)
+{
+    (void)t;
+    diag(LOG_WARN, "takeover by process %d abandoned: no GO within %d ms; going on as before",
+         (int)peer_pid(ctl.peer_fd), GO_TIMEOUT_MS);
     end_peer();
 }
 
@@ -137,6 +154,10 @@ static void answer(int fd)
     uv_poll_init(ctl.loop, &ctl.peer_poll, fd);
     ctl.peer_polling = true;
     uv_poll_start(&ctl.peer_poll, UV_READABLE | UV_DISCONNECT, on_peer_readable);
+    /* A successor that took the sockets and hangs must not block every later takeover. */
+    uv_timer_init(ctl.loop, &ctl.peer_timer);
+    ctl.peer_timer_open = true;
+    uv_timer_start(&ctl.peer_timer, on_peer_silent, GO_TIMEOUT_MS, 0);
 }
 
 static void on_control(uv_poll_t *p, int status, int events)
@@ -253,10 +274,19 @@ static int receive_listeners(int fd, char *kinds, size_t kinds_len, int *fds, in
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); n > 0 && c; c = CMSG_NXTHDR(&msg, c))
         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
             int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-            memcpy(fds + *count, CMSG_DATA(c), sizeof(int) * (size_t)k);
+            int room = MAX_PASSED - *count;
+            int *got = (int *)(void *)CMSG_DATA(c);
+            /* More than we asked for: take what fits, close the rest, and refuse below. */
+            for (int i = room < 0 ? 0 : room; i < k; i++)
+                close(got[i]);
+            if (k > room) {
+                k = room < 0 ? 0 : room;
+                msg.msg_flags |= MSG_CTRUNC;
+            }
+            memcpy(fds + *count, got, sizeof(int) * (size_t)k);
             *count += k;
         }
-    if (n <= 0)
+    if (n <= 0 || (msg.msg_flags & MSG_CTRUNC))
         return -1;
     text[n] = '\0';
     if (strncmp(text, "LISTENERS ", 10) != 0 || text[n - 1] != '\n')

@@ -43,6 +43,7 @@ struct h1_conn {
     bool handshake_done, closing, reading;
     size_t queued;
     uint64_t since_ms; /* opened, or idle since */
+    uint64_t heard_ms; /* the origin's last bytes, or the exchange's start */
     /* The exchange under way. */
     char *head; /* the request head, until the handshake is done */
     size_t head_len;
@@ -283,6 +284,14 @@ static int on_message_begin(llhttp_t *p)
     return 0;
 }
 
+/* A response head (or trailer section) is bounded like a request head: llhttp sets no limit. */
+static int add_head_bytes(h1_conn *c, const char *at, size_t len)
+{
+    if (c->hbuf.len + len > (size_t)c->s->w->shared->cfg.max_header_bytes)
+        return -1;
+    return h2_bytes_add(&c->hbuf, (const uint8_t *)at, len);
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     h1_conn *c = conn_of(p);
@@ -297,7 +306,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     }
     h1_field *f = &c->fields[c->nfields - 1];
     f->name_len += len;
-    return h2_bytes_add(&c->hbuf, (const uint8_t *)at, len);
+    return add_head_bytes(c, at, len);
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
@@ -311,7 +320,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
         c->in_value = true;
     }
     f->value_len += len;
-    return h2_bytes_add(&c->hbuf, (const uint8_t *)at, len);
+    return add_head_bytes(c, at, len);
 }
 
 static bool hop_by_hop(const char *name, size_t len)
@@ -555,6 +564,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (c->closing || nread == 0)
         return;
     session *s = c->s;
+    c->heard_ms = uv_now(&s->w->loop);
     if (nread < 0)
         on_eof(c);
     else if (BIO_write(c->rbio, buf->base, (int)nread) != nread)
@@ -696,6 +706,7 @@ static void attach(h1_conn *c, h2_stream *st, char *head, size_t head_len, bool 
     c->head = head;
     c->head_len = head_len;
     c->st = st;
+    c->heard_ms = uv_now(&c->s->w->loop);
     st->h1 = c;
     c->req_done = c->resp_done = c->keep_alive = c->informational = false;
     c->response_seen = false;
@@ -784,5 +795,8 @@ void h1_pool_tick(h1_pool *p, uint64_t now_ms, uint64_t idle_ms)
             h1_close(c);
         else if (c->st && !c->handshake_done && now_ms - c->since_ms >= connect_ms)
             fail(c, "the origin connection was not ready within connect_timeout_s");
+        /* An origin silent mid-exchange (and not held back by a slow client) is given up. */
+        else if (c->st && c->handshake_done && !response_full(c) && now_ms - c->heard_ms >= idle_ms)
+            fail(c, "the origin sent nothing for idle_timeout_s");
     }
 }

@@ -35,6 +35,7 @@ struct h2_stream {
     headers req_trailers, resp_trailers;
     bool origin_open;    /* oid is a live stream of the origin connection */
     bool resp_submitted; /* the response head went to the client */
+    unsigned interim;    /* 1xx heads passed on: bounded, each is queued for the client */
     bool local;          /* answered by the proxy */
     h1_conn *h1;         /* the HTTP/1.1 origin connection serving it (h2 to HTTP/1.1) */
 };

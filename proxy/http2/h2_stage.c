@@ -504,6 +504,8 @@ static const h2_conn_events client_events = {
 
 /* ---- events of the origin connection ---- */
 
+#define H2_MAX_INTERIM 8
+
 static void origin_headers(void *ud, int32_t id, const nghttp2_nv *nv, size_t n, bool end_stream)
 {
     session *s = ud;
@@ -517,6 +519,13 @@ static void origin_headers(void *ud, int32_t id, const nghttp2_nv *nv, size_t n,
     if (status[0] && !st->resp_submitted) {
         int code = atoi(status);
         if (code >= 100 && code < 200) {
+            /* An origin sending 1xx heads forever would queue them for the client unbounded. */
+            if (++st->interim > H2_MAX_INTERIM) {
+                nghttp2_submit_rst_stream(cng, NGHTTP2_FLAG_NONE, st->cid, NGHTTP2_PROTOCOL_ERROR);
+                nghttp2_submit_rst_stream(h2_conn_session(hs->origin), NGHTTP2_FLAG_NONE, id,
+                                          NGHTTP2_ENHANCE_YOUR_CALM);
+                return;
+            }
             nghttp2_submit_headers(cng, NGHTTP2_FLAG_NONE, st->cid, NULL, nv, n, NULL);
             return;
         }
