@@ -17,8 +17,6 @@ import socket
 import socketserver
 import ssl
 import subprocess
-import tempfile
-import shutil
 import time
 import unittest
 
@@ -30,7 +28,7 @@ import wire
 from background_server import BackgroundServer
 from test_admin import metric, parse_prometheus, read_head, status_of
 from test_detect import Tunnel
-from test_tls import TlsEchoServer, read_until_closed
+from test_tls import TlsEchoServer, not_verifying, read_until_closed, start_proxy, temp_dir
 
 HOST = harness.HOST
 ALLOW_ALL = "<proxy>\n  ALLOW\n"
@@ -39,18 +37,6 @@ IO_TIMEOUT_S = 10.0
 
 
 # ---- helpers -------------------------------------------------------------------------------------
-
-
-def temp_dir(test: unittest.TestCase) -> str:
-    path = tempfile.mkdtemp(prefix="handoff-names-")
-    test.addCleanup(shutil.rmtree, path, True)
-    return path
-
-
-def start_proxy(test: unittest.TestCase, policy: str, **sections) -> harness.Handoff:
-    proxy = harness.Handoff(policy_text=policy, **sections)
-    test.addCleanup(proxy.close)
-    return proxy
 
 
 def log_count(proxy: harness.Handoff) -> int:
@@ -81,13 +67,6 @@ def raw_status(proxy: harness.Handoff, request: str) -> tuple:
             return status_of(head), head, b""
     response = cs.exchange(proxy.host, proxy.port, request.encode(), timeout=IO_TIMEOUT_S)
     return response.status, response.header_list, response.body
-
-
-def not_verifying() -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 def client_hello_with_sni(sni: bytes) -> bytes:
