@@ -27,13 +27,9 @@ struct fixture {
 static int setup_with(void **state, bool rsa)
 {
     struct fixture *f = calloc(1, sizeof *f);
-    char fp[CERTS_FINGERPRINT_LEN], err[256] = "", key[PATH_MAX];
     tmpdir_make(f->dir, sizeof f->dir);
-    assert_int_equal(certs_ca_init(f->dir, rsa, fp, sizeof fp, err, sizeof err), 0);
+    f->ca = test_handoff_ca(f->dir, rsa);
     path_join(f->cert_path, sizeof f->cert_path, f->dir, "ca.crt");
-    path_join(key, sizeof key, f->dir, "ca.key");
-    f->ca = certs_ca_load(f->cert_path, key, err, sizeof err);
-    assert_non_null(f->ca);
     *state = f;
     return 0;
 }

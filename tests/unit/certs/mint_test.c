@@ -29,22 +29,11 @@ struct fixture {
     EVP_PKEY *upstream_ca_key;
 };
 
-static certs_ca *make_ca(const char *dir, bool rsa)
-{
-    char fp[CERTS_FINGERPRINT_LEN], err[256] = "", cert[PATH_MAX], key[PATH_MAX];
-    assert_int_equal(certs_ca_init(dir, rsa, fp, sizeof fp, err, sizeof err), 0);
-    path_join(cert, sizeof cert, dir, "ca.crt");
-    path_join(key, sizeof key, dir, "ca.key");
-    certs_ca *ca = certs_ca_load(cert, key, err, sizeof err);
-    assert_non_null(ca);
-    return ca;
-}
-
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof *f);
     tmpdir_make(f->dir, sizeof f->dir);
-    f->ca = make_ca(f->dir, false);
+    f->ca = test_handoff_ca(f->dir, false);
     f->leaf_key = certs_leaf_key_new();
     assert_non_null(f->leaf_key);
     f->upstream_ca = test_ca_new(&f->upstream_ca_key, 365);
@@ -109,7 +98,7 @@ static void leaf_from_rsa_ca_verifies(void **state)
     struct fixture *f = *state;
     char dir[PATH_MAX];
     path_join(dir, sizeof dir, f->dir, "rsa");
-    certs_ca *rsa_ca = make_ca(dir, true);
+    certs_ca *rsa_ca = test_handoff_ca(dir, true);
     X509 *leaf = certs_mint_leaf(rsa_ca, f->leaf_key, f->upstream, "origin.example", CRL_URL);
     assert_non_null(leaf);
     assert_int_equal(client_accepts(certs_ca_cert(rsa_ca), leaf, "origin.example", NULL), 1);

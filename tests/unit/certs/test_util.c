@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,4 +121,15 @@ void test_write_pem(X509 *cert, EVP_PKEY *key, const char *cert_path, const char
     assert_non_null(fp);
     assert_int_equal(PEM_write_PrivateKey(fp, key, NULL, NULL, 0, NULL, NULL), 1);
     assert_int_equal(fclose(fp), 0);
+}
+
+certs_ca *test_handoff_ca(const char *dir, bool rsa)
+{
+    char fp[CERTS_FINGERPRINT_LEN], err[256] = "", cert[PATH_MAX], key[PATH_MAX];
+    assert_int_equal(certs_ca_init(dir, rsa, fp, sizeof fp, err, sizeof err), 0);
+    path_join(cert, sizeof cert, dir, "ca.crt");
+    path_join(key, sizeof key, dir, "ca.key");
+    certs_ca *ca = certs_ca_load(cert, key, err, sizeof err);
+    assert_non_null(ca);
+    return ca;
 }

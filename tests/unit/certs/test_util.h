@@ -2,9 +2,12 @@
 #ifndef HANDOFF_CERTS_TEST_UTIL_H
 #define HANDOFF_CERTS_TEST_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <openssl/x509.h>
+
+#include "certs.h"
 
 /** mkdtemp under /tmp into dir (at least 64 bytes); aborts the test on failure. */
 void tmpdir_make(char *dir, size_t len);
@@ -24,5 +27,8 @@ X509 *test_server_cert(X509 *ca, EVP_PKEY *ca_key, const char *cn, const char *d
                        const char *dns2, const char *ip, EVP_PKEY **key_out);
 /** Writes cert and key as PEM, the key with mode 0600. */
 void test_write_pem(X509 *cert, EVP_PKEY *key, const char *cert_path, const char *key_path);
+
+/** The CA `handoff ca init` writes into dir (RSA or EC), loaded; fails the test otherwise. */
+certs_ca *test_handoff_ca(const char *dir, bool rsa);
 
 #endif
