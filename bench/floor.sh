@@ -322,6 +322,22 @@ mib() { # KiB -> MiB with one decimal, or a dash
     awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'
 }
 
+# One row per workload: the median of each target's samples in the named array, beside its
+# ratio to HAProxy's.
+median_rows() {
+    local -n samples=$1
+    local label=$2 others_list=$3 w t floor v row
+    for w in $FLOOR_WORKLOADS; do
+        floor=$(med "${samples[haproxy:$w]:-}")
+        row="| $($label "$w") | ${floor:-–} |"
+        for t in $others_list; do
+            v=$(med "${samples[$t:$w]:-}")
+            row+=" ${v:-–} | $(ratio "$v" "$floor") |"
+        done
+        echo "$row"
+    done
+}
+
 print_floor_tables() {
     local w t floor v header sep row others_list
     others_list=$(others | paste -sd' ')
@@ -335,29 +351,13 @@ print_floor_tables() {
     echo
     echo "$header"
     echo "$sep"
-    for w in $FLOOR_WORKLOADS; do
-        floor=$(med "${F_CPU[haproxy:$w]:-}")
-        row="| $(workload_label "$w") | ${floor:-–} |"
-        for t in $others_list; do
-            v=$(med "${F_CPU[$t:$w]:-}")
-            row+=" ${v:-–} | $(ratio "$v" "$floor") |"
-        done
-        echo "$row"
-    done
+    median_rows F_CPU workload_label "$others_list"
     echo
     echo "Throughput in the same runs (client, origin and proxy share the cores):"
     echo
     echo "$header"
     echo "$sep"
-    for w in $FLOOR_WORKLOADS; do
-        floor=$(med "${F_RATE[haproxy:$w]:-}")
-        row="| $(rate_label "$w") | ${floor:-–} |"
-        for t in $others_list; do
-            v=$(med "${F_RATE[$t:$w]:-}")
-            row+=" ${v:-–} | $(ratio "$v" "$floor") |"
-        done
-        echo "$row"
-    done
+    median_rows F_RATE rate_label "$others_list"
     echo
     echo "Memory (RSS growth of the proxy per idle connection, KiB; detection on for handoff):"
     echo
