@@ -754,9 +754,13 @@ static void h2_on_deadline(session *s)
         /* Graceful: open streams finish, new ones are refused by the client itself. */
         hs->goaway_sent = true;
         h2_conn_goaway(hs->client, NGHTTP2_NO_ERROR);
-        if (!stopping)
+        if (!stopping) {
             txn_note(s, "idle for %d s with %u streams open", s->w->shared->cfg.idle_timeout_s,
                      hs->nstreams);
+            /* The open streams get one more idle period to finish (or to be failed by the
+             * origin pool's own deadline) before the connection is cut. */
+            hs->last_activity_ms = now(s);
+        }
     } else if (hs->goaway_sent && now(s) - hs->last_activity_ms >= idle_ms) {
         session_end(s);
         return;
