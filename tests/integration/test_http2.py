@@ -571,15 +571,36 @@ class ForgetfulOrigin:
                 if not chunk:
                     return
                 data += chunk
-            tls.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nhello\n")
-            tls.recv(4096)  # the next request: dropped with the connection
+            self._answer(tls)
         except (OSError, ssl.SSLError):
             pass
         finally:
             (tls or sock).close()
 
+    def _answer(self, tls):
+        tls.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nhello\n")
+        tls.recv(4096)  # the next request: dropped with the connection
+
     def close(self):
         self.listener.close()
+
+
+class EndlessHeadOrigin(ForgetfulOrigin):
+    """Answers with a response head that never ends (1 MiB of one header, then silence)."""
+
+    def _answer(self, tls):
+        tls.sendall(b"HTTP/1.1 200 OK\r\nx-pad: ")
+        for _ in range(64):
+            tls.sendall(b"a" * 16384)
+        tls.recv(4096)
+
+
+class SilentOrigin(ForgetfulOrigin):
+    """Reads the request and never answers, keeping the connection open."""
+
+    def _answer(self, tls):
+        tls.settimeout(30)
+        tls.recv(4096)
 
 
 class ConnectionLifetime(unittest.TestCase):
@@ -620,6 +641,33 @@ class ConnectionLifetime(unittest.TestCase):
         # The first leg's connection, then one per request: the reused ones failed and the
         # requests went again on new connections.
         self.assertGreaterEqual(server.connections, 4)
+
+    def test_endless_response_head_from_an_http1_origin_is_a_502(self):
+        server = EndlessHeadOrigin()
+        self.addCleanup(server.close)
+        proxy = harness.Handoff(policy_text=INTERCEPT)
+        self.addCleanup(proxy.close)
+        url = f"https://localhost:{server.port}/endless"
+        proc = harness.curl("--http2", "--cacert", proxy.ca_cert, "--max-time", "20",
+                            "-o", "/dev/null", "-w", "%{http_code} %{http_version}", url,
+                            proxy=proxy.url)
+        self.assertEqual(proc.stdout, b"502 2", proc.stderr)
+        entry = proxy.wait_log(lambda e: e.get("url") == url)
+        self.assertEqual(entry["status"], 502, entry)
+        proc = curl_h2(proxy, f"https://localhost:{ORIGIN.h1_port}/small")
+        self.assertEqual(hashlib.sha256(proc.stdout).hexdigest(), ORIGIN.digests["small"])
+
+    def test_http1_origin_silent_mid_exchange_is_a_502_after_the_idle_timeout(self):
+        server = SilentOrigin()
+        self.addCleanup(server.close)
+        proxy = harness.Handoff(policy_text=INTERCEPT, proxy={"idle_timeout_s": "2"})
+        self.addCleanup(proxy.close)
+        url = f"https://localhost:{server.port}/silent"
+        started = time.monotonic()
+        proc = harness.curl("--http2", "--cacert", proxy.ca_cert, "--max-time", "20",
+                            "-o", "/dev/null", "-w", "%{http_code}", url, proxy=proxy.url)
+        self.assertEqual(proc.stdout, b"502", proc.stderr)
+        self.assertLess(time.monotonic() - started, 15)
 
     def test_idle_connection_gets_goaway(self):
         proxy = harness.Handoff(policy_text=INTERCEPT, proxy={"idle_timeout_s": "1"})
